@@ -1,0 +1,126 @@
+"""Plain data types shared by the core modules.
+
+Shapes are written ``(height, width)``; images are indexed ``[row, col]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+__all__ = [
+    "AREA_KINDS",
+    "Annotation",
+    "ConvertOptions",
+    "Entry",
+    "Region",
+    "RegionKind",
+    "Task",
+]
+
+RegionKind = Literal["brush", "bitmask", "polygon", "rectangle", "ellipse"]
+AREA_KINDS: tuple[RegionKind, ...] = ("brush", "bitmask", "polygon", "rectangle", "ellipse")
+
+Overlap = Literal["last", "first", "smallest"]
+Orientation = Literal["display", "file"]
+KeyScheme = Literal["name", "path", "task"]
+
+
+@dataclass(frozen=True)
+class Region:
+    """One area region of an annotation, geometry and label joined by region id.
+
+    Attributes:
+        id: Label Studio region id (``"#<order>"`` when the result item had none, as in JSON_MIN).
+        kind: geometry kind.
+        label: the first label of the region.
+        order: position of the region's first item in ``result``: the painter's order.
+        height, width: ``original_height`` / ``original_width`` in pixels (display frame).
+        value: the geometry fields of ``value`` (percent of width/height, ``rle``, data URL, ...).
+        image_rotation: Label Studio's ``image_rotation`` in degrees (0 unless rotated in the editor).
+    """
+
+    id: str
+    kind: RegionKind
+    label: str
+    order: int
+    height: int
+    width: int
+    value: Mapping[str, Any]
+    image_rotation: float = 0.0
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """One annotation (or prediction) of a task, as found in an export, webhook or the SDK."""
+
+    id: int | None
+    result: list[dict[str, Any]]
+    updated_at: str = ""
+    created_at: str = ""
+    completed_by: int | None = None
+    ground_truth: bool = False
+    was_cancelled: bool = False
+    is_prediction: bool = False
+
+
+@dataclass(frozen=True)
+class Task:
+    """One Label Studio task: its id, its data and its annotations."""
+
+    id: int | None
+    data: Mapping[str, Any]
+    annotations: list[Annotation] = field(default_factory=list)
+    predictions: list[Annotation] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    """Every knob of the conversion; the CLI and the service build one of these.
+
+    Attributes:
+        overlap: which region is on top where regions overlap: ``last`` in ``result`` order
+            (what the annotator saw), ``first``, or ``smallest`` (smaller area on top).
+        stuff: labels whose regions merge into one segment per image (background always does).
+        brush_threshold: alpha at or above which a brush/bitmask pixel counts (anti-aliasing).
+        unknown_labels: ``error`` fails the image, ``skip`` drops the region with a warning.
+        annotation: ``latest``, ``ground-truth`` or ``annotator:<user id>``.
+        use_predictions: fall back to the newest prediction when a task has no usable annotation.
+        orientation: ``display`` (as the browser shows it, ``exif_transpose``) or ``file``
+            (mask rotated back onto the stored pixel grid).
+        key: how an image key is derived: file ``name``, relative ``path``, or ``task`` id.
+    """
+
+    overlap: Overlap = "last"
+    stuff: frozenset[str] = frozenset()
+    brush_threshold: int = 128
+    unknown_labels: Literal["error", "skip"] = "error"
+    annotation: str = "latest"
+    use_predictions: bool = False
+    orientation: Orientation = "display"
+    key: KeyScheme = "name"
+
+
+@dataclass
+class Entry:
+    """One converted image: the pickled part and its provenance.
+
+    Attributes:
+        key: the image key (the snapshot dict key).
+        panoptic_mask: ``uint32`` ``(height, width)``, C-contiguous, ids ``1..N``.
+        inst2class: ``{instance_id: class_id}`` with plain ``int`` keys and values.
+        meta: provenance for the sidecar JSON (task, annotation, updated_at, orientation,
+            counts, warnings); JSON-serialisable.
+    """
+
+    key: str
+    panoptic_mask: np.ndarray
+    inst2class: dict[int, int]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def payload(self) -> dict[str, Any]:
+        """The exact per-image value of the output contract."""
+        return {"panoptic_mask": self.panoptic_mask, "inst2class": self.inst2class}
