@@ -5,6 +5,7 @@
     PanopticError                 anything the core refuses, with a message meant for people
     ├── ExportError               the export file itself is unreadable or not a Label Studio export
     ├── LabelConfigError          label config XML or id2label mapping file is unusable
+    ├── ImageSourceError          the image folder or image list file (--images) is unusable
     ├── SnapshotError             a snapshot cannot be written
     └── ImageError                one image (task) cannot be converted; the others can
         ├── RegionError           one region of that image is broken
@@ -22,6 +23,7 @@ __all__ = [
     "ExportError",
     "GeometryError",
     "ImageError",
+    "ImageSourceError",
     "KeyCollisionError",
     "LabelConfigError",
     "PanopticError",
@@ -42,6 +44,10 @@ class ExportError(PanopticError):
 
 class LabelConfigError(PanopticError):
     """The label config or the id2label mapping is unusable."""
+
+
+class ImageSourceError(PanopticError):
+    """The image folder or image list file is unusable (missing, empty, lists missing files)."""
 
 
 class SnapshotError(PanopticError):

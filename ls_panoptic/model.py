@@ -40,7 +40,7 @@ class Region:
         order: position of the region's first item in ``result``: the painter's order.
         height, width: ``original_height`` / ``original_width`` in pixels (display frame).
         value: the geometry fields of ``value`` (percent of width/height, ``rle``, data URL, ...).
-        image_rotation: Label Studio's ``image_rotation`` in degrees (0 unless rotated in the editor).
+        image_rotation: Label Studio's ``image_rotation`` in degrees (0 unless rotated in editor).
     """
 
     id: str

@@ -1,0 +1,47 @@
+# Two commands matter:  `make demo` (the main job) and `make test` (everything CI runs).
+# Both set up what they need from this repository's own files; nothing is installed by hand.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+
+.PHONY: demo test bench lint setup setup-test label-studio clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test,dev]'
+	touch $(VENV)/.installed $@
+
+setup: $(VENV)/.installed
+setup-test: $(VENV)/.installed-test
+
+## The main job: a synthetic Label Studio project converted end to end, previews included.
+demo: setup
+	$(BIN)/ls-panoptic demo
+
+## The whole test suite: unit tests, CLI tests, and end-to-end tests against a real
+## Label Studio 1.23.2 (installed into its own virtualenv by .ci/install-label-studio).
+test: setup-test label-studio
+	$(BIN)/python -m pytest
+
+label-studio:
+	bash .ci/install-label-studio
+
+## Benchmarks: project vs naive baseline, and RLE decoders (prints ratios; no pass/fail).
+bench: setup-test
+	$(BIN)/python bench/convert_bench.py
+	$(BIN)/python bench/rle_bench.py
+
+lint: setup-test
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) demo-output .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,293 @@
+"""``ls-panoptic convert``: a Label Studio export + images -> panoptic pickle + sidecar JSON."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ls_panoptic.batch import BatchReport, Outcome, convert_tasks
+from ls_panoptic.errors import ExportError, LabelConfigError, PanopticError
+from ls_panoptic.export import parse_export_text, read_export
+from ls_panoptic.images import ImageIndex
+from ls_panoptic.labels import (
+    LabelSet,
+    labelset_from_config,
+    labelset_from_labels,
+    load_mapping_file,
+)
+from ls_panoptic.model import ConvertOptions, Task
+from ls_panoptic.parse import parse_result
+from ls_panoptic.selection import parse_policy, select_annotation
+
+from .previews import preview_writer
+from .report import print_labels, print_report, progress_callback
+
+__all__ = ["convert", "run_convert"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageProblem(click.ClickException):
+    """Bad arguments or unreadable inputs: exit 2 with one clear line."""
+
+    exit_code = EXIT_USAGE
+
+
+def _annotation_policy(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    try:
+        parse_policy(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    return value
+
+
+def _load_tasks(export: str) -> list[Task]:
+    try:
+        if export == "-":
+            tasks, _fmt = parse_export_text(sys.stdin.read(), "<stdin>")
+        else:
+            tasks, _fmt = read_export(Path(export))
+    except ExportError as exc:
+        raise UsageProblem(str(exc)) from exc
+    return tasks
+
+
+def _labels_in(tasks: list[Task], options: ConvertOptions) -> set[str]:
+    found: set[str] = set()
+    for task in tasks:
+        annotation = select_annotation(task, options.annotation, options.use_predictions)
+        if annotation is None:
+            continue
+        try:
+            found.update(r.label for r in parse_result(annotation.result, task.id).regions)
+        except PanopticError:
+            continue  # reported when that task is converted
+    return found
+
+
+def _label_set(
+    label_config: Path | None, id2label: Path | None, tasks: list[Task], options: ConvertOptions
+) -> tuple[LabelSet, bool]:
+    """The label set, and whether it was guessed from the export (then it is printed)."""
+    if label_config and id2label:
+        raise UsageProblem("give --label-config or --id2label, not both")
+    try:
+        if label_config:
+            return labelset_from_config(label_config.read_text(encoding="utf-8")), False
+        if id2label:
+            return load_mapping_file(id2label), False
+    except OSError as exc:
+        raise UsageProblem(f"cannot read {label_config or id2label}: {exc.strerror}") from exc
+    except LabelConfigError as exc:
+        raise UsageProblem(str(exc)) from exc
+    return labelset_from_labels(_labels_in(tasks, options)), True
+
+
+def _image_index(images: Path | None) -> ImageIndex | None:
+    if images is None:
+        return None
+    try:
+        if images.is_dir():
+            return ImageIndex.from_folder(images)
+        return ImageIndex.from_list_file(images)
+    except (OSError, ValueError, PanopticError) as exc:
+        raise UsageProblem(f"--images {images}: {exc}") from exc
+
+
+def run_convert(
+    export: str,
+    output: Path,
+    images: Path | None,
+    label_config: Path | None,
+    id2label: Path | None,
+    options: ConvertOptions,
+    strict: bool,
+    show_progress: bool = True,
+    preview: Path | None = None,
+) -> tuple[BatchReport, LabelSet]:
+    """Everything ``convert`` does, callable from other commands (``demo``)."""
+    tasks = _load_tasks(export)
+    labels, guessed = _label_set(label_config, id2label, tasks, options)
+    unknown_stuff = sorted(s for s in options.stuff if labels.class_id(s) is None)
+    if unknown_stuff:
+        raise UsageProblem(
+            f"--stuff {', '.join(unknown_stuff)}: not in the label set ({', '.join(labels.labels)})"
+        )
+    if guessed:
+        print_labels(labels, "no --label-config / --id2label: labels found in the export, sorted")
+    index = _image_index(images)
+    source = "<stdin>" if export == "-" else Path(export).name
+    write_preview = preview_writer(preview, labels, index, options) if preview else None
+    with progress_callback(len(tasks), enabled=show_progress) as advance:
+
+        def on_outcome(outcome: Outcome) -> None:
+            if write_preview:
+                write_preview(outcome)
+            advance(outcome)
+
+        report = convert_tasks(
+            tasks,
+            output,
+            labels,
+            options,
+            images=index,
+            strict=strict,
+            source=source,
+            on_outcome=on_outcome,
+        )
+    if index is None and options.orientation == "file":
+        report.warnings.insert(
+            0,
+            "--orientation file needs --images to know each image's EXIF "
+            "orientation: masks were left in the display frame",
+        )
+    if index is None:
+        report.warnings.insert(
+            0,
+            "no --images: sizes come from the regions and EXIF orientation "
+            "cannot be checked (pass --images to check it)",
+        )
+    return report, labels
+
+
+@click.command()
+@click.argument("export", metavar="EXPORT")
+@click.option(
+    "--images",
+    type=click.Path(exists=True, path_type=Path),
+    help="Folder of the images (searched recursively), or a text file listing image "
+    "paths. Gives sizes and EXIF orientation, and limits output to these images.",
+)
+@click.option(
+    "--output",
+    "-o",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Snapshot to write (.pkl); OUTPUT.meta.json is written beside it.",
+)
+@click.option(
+    "--label-config",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The project's labeling config XML: class ids in label order.",
+)
+@click.option(
+    "--id2label",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help='JSON mapping that pins class ids, e.g. {"0": "wall", "1": "building"}.',
+)
+@click.option(
+    "--stuff",
+    multiple=True,
+    metavar="LABEL",
+    help="Label whose regions merge into one segment per image (repeatable). "
+    "Background is always stuff.",
+)
+@click.option(
+    "--overlap",
+    type=click.Choice(["last", "first", "smallest"]),
+    default="last",
+    show_default=True,
+    help="Which region is on top where regions overlap.",
+)
+@click.option(
+    "--annotation",
+    default="latest",
+    show_default=True,
+    callback=_annotation_policy,
+    help="Which annotation of a task: latest, ground-truth or annotator:<user id>.",
+)
+@click.option(
+    "--predictions/--no-predictions",
+    default=False,
+    show_default=True,
+    help="Use the newest prediction for tasks that have no usable annotation.",
+)
+@click.option(
+    "--orientation",
+    type=click.Choice(["display", "file"]),
+    default="display",
+    show_default=True,
+    help="display: masks match the EXIF-rotated image (as Label "
+    "Studio shows it); file: masks match the stored pixel grid.",
+)
+@click.option(
+    "--brush-threshold",
+    type=click.IntRange(1, 255),
+    default=128,
+    show_default=True,
+    help="Alpha at or above which an anti-aliased brush/bitmask pixel counts.",
+)
+@click.option(
+    "--unknown-labels",
+    type=click.Choice(["error", "skip"]),
+    default="error",
+    show_default=True,
+    help="A label outside the label set fails its image, or is skipped with a warning.",
+)
+@click.option(
+    "--key",
+    "key_scheme",
+    type=click.Choice(["name", "path", "task"]),
+    default="name",
+    show_default=True,
+    help="Snapshot keys: image file name, relative path, or task id.",
+)
+@click.option(
+    "--preview",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Also write one PNG per image to this folder: the mask over the image.",
+)
+@click.option("--strict", is_flag=True, help="Write nothing if any image fails.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def convert(
+    export: str,
+    images: Path | None,
+    output: Path,
+    label_config: Path | None,
+    id2label: Path | None,
+    stuff: tuple[str, ...],
+    overlap: Any,
+    annotation: str,
+    predictions: bool,
+    orientation: Any,
+    brush_threshold: int,
+    unknown_labels: Any,
+    key_scheme: Any,
+    preview: Path | None,
+    strict: bool,
+    quiet: bool,
+) -> None:
+    """Convert a Label Studio EXPORT (JSON or JSON_MIN file, or - for stdin) into a panoptic
+    snapshot: {image_name: {"panoptic_mask": uint32 (H, W), "inst2class": {id: class}}}.
+
+    \b
+    Exit status: 0 every image converted; 1 some failed (the others are written, each
+    failure on one line naming task, region and reason); 2 bad arguments or unreadable input.
+    """
+    options = ConvertOptions(
+        overlap=overlap,
+        stuff=frozenset(stuff),
+        brush_threshold=brush_threshold,
+        unknown_labels=unknown_labels,
+        annotation=annotation,
+        use_predictions=predictions,
+        orientation=orientation,
+        key=key_scheme,
+    )
+    report, labels = run_convert(
+        export,
+        output,
+        images,
+        label_config,
+        id2label,
+        options,
+        strict,
+        show_progress=not quiet,
+        preview=preview,
+    )
+    print_report(report, labels)
+    if report.failures:
+        sys.exit(EXIT_FAILED)

@@ -1,0 +1,31 @@
+"""The ``ls-panoptic`` command: one group, one module per subcommand."""
+
+from __future__ import annotations
+
+import click
+
+from .convert import convert
+from .demo import demo
+
+__all__ = ["cli", "main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="ls-panoptic")
+def cli() -> None:
+    """Turn Label Studio segmentation annotations into panoptic ground truth for
+    Hugging Face Mask2Former: one pickle {image_name: {"panoptic_mask", "inst2class"}}.
+
+    \b
+    Start with:   ls-panoptic demo            (synthetic project, end to end)
+    Your data:    ls-panoptic convert export.json --images imgs/ --output gt.pkl
+    """
+
+
+cli.add_command(convert)
+cli.add_command(demo)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli()

@@ -1,0 +1,89 @@
+"""Terminal output of the CLI: progress bar, label table, closing summary, failure lines."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from ls_panoptic.batch import BatchReport, Outcome
+from ls_panoptic.labels import LabelSet
+
+__all__ = ["print_labels", "print_report", "progress_callback"]
+
+_out = Console(highlight=False, soft_wrap=True)
+_err = Console(stderr=True, highlight=False, soft_wrap=True)
+_MAX_LISTED = 20
+
+
+@contextmanager
+def progress_callback(total: int, enabled: bool = True) -> Iterator[Callable[[Outcome], None]]:
+    """A progress bar over ``total`` tasks; yields the per-outcome callback."""
+    if not enabled or total == 0:
+        yield lambda _outcome: None
+        return
+    columns = (
+        TextColumn("converting"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[failed]} failed"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=_err, transient=True) as progress:
+        bar = progress.add_task("convert", total=total, failed=0)
+        failed = 0
+
+        def advance(outcome: Outcome) -> None:
+            nonlocal failed
+            failed += outcome.failure is not None
+            progress.update(bar, advance=1, failed=failed)
+
+        yield advance
+
+
+def print_labels(labels: LabelSet, title: str) -> None:
+    """Print the class id mapping (when it was guessed, users must see it)."""
+    _out.print(title)
+    table = Table()
+    table.add_column("class id", justify="right")
+    table.add_column("label")
+    for class_id, label in sorted(labels.id2label.items()):
+        table.add_row(
+            str(class_id), label + ("  (background)" if class_id == labels.background_id else "")
+        )
+    _out.print(table)
+
+
+def print_report(report: BatchReport, labels: LabelSet) -> None:
+    """The closing summary, then one stderr line per failure."""
+    if report.aborted:
+        _err.print(f"[bold red]--strict: {len(report.failures)} failure(s); nothing written[/]")
+    else:
+        kinds = ", ".join(f"{n} {k}" for k, n in sorted(report.regions.items())) or "none"
+        ignored = ", ".join(f"{n} {k}" for k, n in sorted(report.ignored.items())) or "none"
+        _out.print(
+            f"[bold]{report.written}[/] images written to {report.output} "
+            f"(metadata: {report.sidecar.name}); {len(labels.id2label)} classes"
+        )
+        _out.print(f"  regions: {kinds}; ignored results: {ignored}")
+        _out.print(
+            f"  overlap: {report.overlapped_pixels} pixels hidden under other regions, "
+            f"{report.dropped_regions} regions left with no visible pixel (dropped)"
+        )
+        _out.print(f"  skipped: {len(report.skipped)} tasks; failed: {len(report.failures)}")
+    for line in report.skipped[:_MAX_LISTED]:
+        _out.print(f"  skipped {line}", markup=False)
+    if len(report.skipped) > _MAX_LISTED:
+        _out.print(f"  ... and {len(report.skipped) - _MAX_LISTED} more skipped (see the sidecar)")
+    for warning in report.warnings[:_MAX_LISTED]:
+        _err.print(f"warning: {warning}", markup=False)
+    if len(report.warnings) > _MAX_LISTED:
+        _err.print(
+            f"... and {len(report.warnings) - _MAX_LISTED} more warnings in {report.sidecar.name}",
+            markup=False,
+        )
+    for failure in report.failures:
+        _err.print(f"error: {failure.message}", markup=False, soft_wrap=True)

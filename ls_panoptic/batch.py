@@ -1,0 +1,256 @@
+"""A whole export -> one snapshot and its sidecar, image by image, in bounded memory.
+
+Each task is converted and written to the snapshot at once, so memory holds about one entry.
+A task that fails is reported (task, region, reason) and the others are still written,
+unless ``strict`` is set, in which case nothing is written at all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .convert import convert_task
+from .errors import ImageError, PanopticError
+from .images import ImageIndex, ImageInfo
+from .labels import LabelSet
+from .model import ConvertOptions, Entry, Task
+from .naming import image_key, image_url
+from .selection import select_annotation
+from .snapshot import SnapshotWriter, sidecar_path, write_json_atomic
+
+__all__ = ["BatchReport", "Failure", "Outcome", "convert_tasks", "plan_keys"]
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One image that could not be converted."""
+
+    task_id: int | None
+    key: str | None
+    message: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one task (passed to the progress callback)."""
+
+    task_id: int | None
+    key: str | None
+    entry: Entry | None = None
+    failure: Failure | None = None
+    skipped: str | None = None
+
+
+@dataclass
+class BatchReport:
+    """Totals of one batch conversion (the CLI prints these as its summary)."""
+
+    output: Path
+    sidecar: Path
+    written: int = 0
+    failures: list[Failure] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    regions: Counter[str] = field(default_factory=Counter)
+    ignored: Counter[str] = field(default_factory=Counter)
+    dropped_regions: int = 0
+    overlapped_pixels: int = 0
+    warnings: list[str] = field(default_factory=list)
+    aborted: bool = False
+
+
+@dataclass(frozen=True)
+class _Planned:
+    key: str
+    url: str
+
+
+def plan_keys(
+    tasks: Sequence[Task], labels: LabelSet, options: ConvertOptions
+) -> tuple[dict[int, _Planned], list[Failure]]:
+    """Key and image URL per task index, for tasks with a usable annotation.
+
+    Tasks whose image URL is missing fail; two tasks with one key both fail, naming each other.
+    """
+    keys: dict[int, _Planned] = {}
+    failures: list[Failure] = []
+    owners: dict[str, list[int]] = {}
+    for index, task in enumerate(tasks):
+        if select_annotation(task, options.annotation, options.use_predictions) is None:
+            continue
+        try:
+            url = image_url(task.data, labels.image_value)
+            keys[index] = _Planned(image_key(url, options.key, task.id), url)
+        except ValueError as exc:
+            failures.append(Failure(task.id, None, f"task {task.id}: {exc}"))
+            continue
+        owners.setdefault(keys[index].key, []).append(index)
+    for key, indices in owners.items():
+        if len(indices) < 2:
+            continue
+        ids = [tasks[i].id for i in indices]
+        for i in indices:
+            others = ", ".join(str(t) for t in ids if t != tasks[i].id)
+            failures.append(
+                Failure(
+                    tasks[i].id,
+                    key,
+                    (
+                        f"task {tasks[i].id}: image key {key!r} is also produced by task {others}; "
+                        "use --key path or --key task to tell them apart"
+                    ),
+                )
+            )
+            del keys[i]
+    return keys, failures
+
+
+def _image_for(
+    planned: _Planned, task: Task, images: ImageIndex | None, options: ConvertOptions
+) -> tuple[ImageInfo | None, str | None]:
+    if images is None:
+        return None, None
+    try:
+        info = images.find(planned.url, options.key)
+    except ImageError as exc:
+        raise ImageError(task.id, exc.reason) from exc
+    if info is None:
+        return None, f"task {task.id}: image {planned.url!r} is not among --images, skipped"
+    return info, None
+
+
+class _Scratch:
+    """One reusable ``int32`` canvas: refilling it is cheaper than fresh pages per image."""
+
+    def __init__(self) -> None:
+        self.canvas: np.ndarray | None = None
+
+    def get(self, shape: tuple[int, int] | None) -> np.ndarray | None:
+        if shape is None:
+            return self.canvas
+        if self.canvas is None or self.canvas.shape != shape:
+            self.canvas = np.empty(shape, dtype=np.int32)
+        return self.canvas
+
+    def keep(self, shape: tuple[int, int]) -> None:
+        self.get(shape)
+
+
+def _convert_one(
+    task: Task,
+    planned: _Planned,
+    labels: LabelSet,
+    options: ConvertOptions,
+    images: ImageIndex | None,
+    scratch: _Scratch,
+) -> Outcome:
+    key = planned.key
+    try:
+        info, skipped = _image_for(planned, task, images, options)
+        if skipped:
+            return Outcome(task.id, key, skipped=skipped)
+        canvas = scratch.get((info.height, info.width) if info else None)
+        entry = convert_task(task, key, labels, options, info, canvas)
+    except ImageError as exc:
+        return Outcome(task.id, key, failure=Failure(task.id, key, str(exc)))
+    except PanopticError as exc:
+        return Outcome(task.id, key, failure=Failure(task.id, key, f"task {task.id}: {exc}"))
+    if entry is None:
+        return Outcome(task.id, key, skipped=f"task {task.id}: no usable annotation")
+    scratch.keep((entry.meta["height"], entry.meta["width"]))
+    return Outcome(task.id, key, entry=entry)
+
+
+def _tally(report: BatchReport, outcome: Outcome) -> None:
+    if outcome.failure:
+        report.failures.append(outcome.failure)
+    elif outcome.skipped:
+        report.skipped.append(outcome.skipped)
+    elif outcome.entry:
+        meta = outcome.entry.meta
+        report.written += 1
+        report.regions.update(meta["regions"])
+        report.ignored.update(meta["ignored"])
+        report.dropped_regions += len(meta["dropped_regions"])
+        report.overlapped_pixels += meta["overlapped_pixels"]
+        report.warnings.extend(f"{outcome.key}: {w}" for w in meta["warnings"])
+
+
+def _sidecar(
+    labels: LabelSet,
+    options: ConvertOptions,
+    source: str,
+    report: BatchReport,
+    metas: dict[str, Any],
+) -> dict[str, Any]:
+    opts = dataclasses.asdict(options)
+    opts["stuff"] = sorted(options.stuff)
+    return {
+        "format": "ls-panoptic/1",
+        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "source": source,
+        "id2label": {str(k): v for k, v in labels.id2label.items()},
+        "background_id": labels.background_id,
+        "options": opts,
+        "entries": metas,
+        "failures": [dataclasses.asdict(f) for f in report.failures],
+        "warnings": report.warnings,
+    }
+
+
+def convert_tasks(
+    tasks: Sequence[Task],
+    output: Path,
+    labels: LabelSet,
+    options: ConvertOptions,
+    *,
+    images: ImageIndex | None = None,
+    strict: bool = False,
+    source: str = "export",
+    on_outcome: Callable[[Outcome], None] | None = None,
+) -> BatchReport:
+    """Convert ``tasks`` into the snapshot ``output`` and its sidecar; see module docstring."""
+    report = BatchReport(output=output, sidecar=sidecar_path(output))
+    keys, key_failures = plan_keys(tasks, labels, options)
+    report.failures.extend(key_failures)
+    if strict and key_failures:
+        report.aborted = True
+        return report
+    failed = {f.task_id for f in key_failures}
+    metas: dict[str, Any] = {}
+    scratch = _Scratch()
+    try:
+        with SnapshotWriter(output) as snap:
+            for index, task in enumerate(tasks):
+                planned = keys.get(index)
+                if planned is None and task.id in failed:
+                    continue
+                outcome = (
+                    _convert_one(task, planned, labels, options, images, scratch)
+                    if planned
+                    else Outcome(task.id, None, skipped=f"task {task.id}: no usable annotation")
+                )
+                _tally(report, outcome)
+                if on_outcome:
+                    on_outcome(outcome)
+                if outcome.failure and strict:
+                    raise _Abort
+                if outcome.entry:
+                    snap.add(outcome.entry.key, outcome.entry.payload())
+                    metas[outcome.entry.key] = outcome.entry.meta
+    except _Abort:
+        report.aborted = True
+        return report
+    write_json_atomic(report.sidecar, _sidecar(labels, options, source, report, metas))
+    return report
+
+
+class _Abort(Exception):
+    """Internal: leaves the snapshot writer without committing (``--strict``)."""

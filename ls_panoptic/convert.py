@@ -1,0 +1,170 @@
+"""One task -> one :class:`~ls_panoptic.model.Entry`: the conversion the CLI and worker share.
+
+Steps: pick the annotation (DESIGN 3.4), parse its regions, agree on one size, check it
+against the image as displayed (EXIF), map labels to class ids, rasterise, compose, and, for
+``orientation="file"``, rotate the mask back onto the stored pixel grid.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .compose import Layer, compose
+from .errors import GeometryError, ImageError, RegionError, RLEError, UnknownLabelError
+from .images import ImageInfo
+from .labels import LabelSet
+from .model import Annotation, ConvertOptions, Entry, Region, Task
+from .orientation import to_file_frame
+from .parse import parse_result
+from .rasterize import shape_for
+from .selection import select_annotation
+
+__all__ = ["MAX_PIL_SAFE_ID", "convert_task"]
+
+MAX_PIL_SAFE_ID = 255  # the processor's PIL resize path rejects ids above this
+
+
+@dataclass
+class _Context:
+    task: Task
+    labels: LabelSet
+    options: ConvertOptions
+    warnings: list[str]
+
+
+def _image_size(
+    regions: Sequence[Region], image: ImageInfo | None, task_id: int | None
+) -> tuple[int, int]:
+    sizes = {(r.height, r.width) for r in regions}
+    if len(sizes) > 1:
+        shown = ", ".join(f"{w}x{h}" for h, w in sorted(sizes))
+        raise ImageError(task_id, f"regions disagree on the image size (width x height: {shown})")
+    if image is not None:
+        displayed = (image.height, image.width)
+        if sizes and displayed not in sizes:
+            ((h, w),) = sizes
+            raise ImageError(
+                task_id,
+                f"regions are {w}x{h} (width x height) but {image.path.name} is displayed as "
+                f"{image.width}x{image.height} (EXIF orientation {image.orientation}); "
+                "is this the image the task was annotated on?",
+            )
+        return displayed
+    if not sizes:
+        raise ImageError(task_id, "annotation has no regions and no image gives its size")
+    return next(iter(sizes))
+
+
+def _class_id(region: Region, ctx: _Context) -> int | None:
+    class_id = ctx.labels.class_id(region.label)
+    if class_id is not None:
+        return class_id
+    if ctx.options.unknown_labels == "skip":
+        ctx.warnings.append(
+            f"region {region.id}: label {region.label!r} skipped (not in label set)"
+        )
+        return None
+    raise UnknownLabelError(ctx.task.id, region.id, region.label, ctx.labels.labels)
+
+
+def _layers(regions: Sequence[Region], ctx: _Context) -> list[Layer]:
+    layers = []
+    for region in regions:
+        if region.image_rotation != 0:
+            reason = (
+                f"image_rotation={region.image_rotation:g} (rotated in the editor) is not "
+                "supported; reset the rotation in Label Studio and save again"
+                if math.isfinite(region.image_rotation)
+                else "image_rotation is not a number"
+            )
+            raise RegionError(ctx.task.id, region.id, reason)
+        class_id = _class_id(region, ctx)
+        if class_id is None:
+            continue
+        try:
+            shape = shape_for(region, brush_threshold=ctx.options.brush_threshold)
+        except (GeometryError, RLEError) as exc:
+            raise RegionError(ctx.task.id, region.id, f"{region.kind}: {exc}") from exc
+        layers.append(Layer(region.id, class_id, region.order, shape))
+    return layers
+
+
+def _meta(
+    ctx: _Context, annotation: Annotation, kinds: Counter[str], ignored: Counter[str]
+) -> dict[str, Any]:
+    return {
+        "task_id": ctx.task.id,
+        "annotation_id": annotation.id,
+        "is_prediction": annotation.is_prediction,
+        "updated_at": annotation.updated_at or annotation.created_at,
+        "orientation": ctx.options.orientation,
+        "regions": dict(kinds),
+        "ignored": dict(ignored),
+        "warnings": ctx.warnings,
+    }
+
+
+def convert_task(
+    task: Task,
+    key: str,
+    labels: LabelSet,
+    options: ConvertOptions,
+    image: ImageInfo | None = None,
+    canvas: np.ndarray | None = None,
+) -> Entry | None:
+    """Convert one task; ``None`` when it has no usable annotation (it is left out).
+
+    Args:
+        task: the task with its annotations.
+        key: the image key for the entry.
+        labels: label set giving class ids (background included).
+        options: conversion options.
+        image: the image's size and orientation, when the image is available.
+        canvas: optional reusable ``int32`` scratch buffer of the image's shape.
+
+    Raises:
+        ImageError: (or a subclass) this image cannot be converted; the message says why.
+    """
+    annotation = select_annotation(task, options.annotation, options.use_predictions)
+    if annotation is None:
+        return None
+    ctx = _Context(task, labels, options, [])
+    parsed = parse_result(annotation.result, task.id)
+    ctx.warnings.extend(parsed.warnings)
+    height, width = _image_size(parsed.regions, image, task.id)
+    layers = _layers(parsed.regions, ctx)
+    stuff = frozenset(c for c in map(labels.class_id, options.stuff) if c is not None)
+    comp = compose(
+        layers,
+        height=height,
+        width=width,
+        background_class=labels.background_id,
+        stuff=stuff,
+        overlap=options.overlap,
+        canvas=canvas,
+    )
+    if comp.dropped:
+        ctx.warnings.append(f"regions hidden by others and dropped: {', '.join(comp.dropped)}")
+    if len(comp.inst2class) > MAX_PIL_SAFE_ID:
+        ctx.warnings.append(
+            f"{len(comp.inst2class)} instances: ids above {MAX_PIL_SAFE_ID} break "
+            "Mask2FormerImageProcessor's PIL resize path (do_resize=False avoids it)"
+        )
+    mask = comp.mask
+    if options.orientation == "file" and image is not None:
+        mask = to_file_frame(mask, image.orientation)
+    meta = _meta(ctx, annotation, Counter(r.kind for r in parsed.regions), parsed.ignored)
+    meta.update(
+        height=int(mask.shape[0]),
+        width=int(mask.shape[1]),
+        instances=len(comp.inst2class),
+        dropped_regions=comp.dropped,
+        overlapped_pixels=comp.overlapped_pixels,
+    )
+    return Entry(key=key, panoptic_mask=mask, inst2class=comp.inst2class, meta=meta)

@@ -1,0 +1,131 @@
+"""Read Label Studio exports (JSON and JSON_MIN) into :class:`~ls_panoptic.model.Task` objects.
+
+JSON (the full export) is a list of tasks: ``{"id", "data", "annotations", "predictions", ...}``.
+JSON_MIN is a list of rows, one per annotation: the task's data fields at the top level, one
+key per control (``from_name``) holding a region or a list of regions with their ``value``
+fields flattened, plus ``id`` (task), ``annotation_id``, ``annotator``, ``created_at`` and
+``updated_at``. JSON_MIN rows are turned into JSON-shaped tasks, their regions into result
+items with an inferred ``type`` and no ``id`` (JSON_MIN keeps none).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from .errors import ExportError
+from .model import Task
+from .parse import infer_type
+from .selection import task_from_dict
+
+__all__ = ["ExportFormat", "parse_export", "read_export"]
+
+ExportFormat = Literal["JSON", "JSON_MIN"]
+
+_MIN_META = frozenset(
+    {
+        "id",
+        "annotation_id",
+        "annotator",
+        "created_at",
+        "updated_at",
+        "lead_time",
+        "drafts",
+        "predictions",
+        "agreement",
+        "total_annotations",
+        "cancelled_annotations",
+    }
+)
+_SIZE_KEYS = ("original_width", "original_height", "image_rotation")
+
+
+def read_export(path: Path) -> tuple[list[Task], ExportFormat]:
+    """Read an export file (``.json``); see :func:`parse_export`."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ExportError(f"cannot read export {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ExportError(f"export {path} is not UTF-8 text (is it a JSON export?)") from exc
+    return parse_export_text(text, str(path))
+
+
+def parse_export_text(text: str, source: str = "<stdin>") -> tuple[list[Task], ExportFormat]:
+    """Parse export JSON text; ``source`` names it in error messages."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ExportError(
+            f"{source} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); "
+            "export the project as JSON or JSON_MIN"
+        ) from exc
+    return parse_export(data, source)
+
+
+def parse_export(data: Any, source: str = "export") -> tuple[list[Task], ExportFormat]:
+    """Turn decoded export JSON into tasks and tell which format it was."""
+    if isinstance(data, Mapping) and isinstance(data.get("tasks"), list):
+        data = data["tasks"]  # a single-project dump wrapped in an object
+    if not isinstance(data, list):
+        raise ExportError(f"{source}: expected a list of tasks (a JSON or JSON_MIN export)")
+    if not data:
+        return [], "JSON"
+    if not all(isinstance(row, Mapping) for row in data):
+        raise ExportError(f"{source}: every element must be an object (a task or a JSON_MIN row)")
+    if any("annotations" in row or "data" in row for row in data):
+        return [_task(row, source, n) for n, row in enumerate(data)], "JSON"
+    return _tasks_from_min(data), "JSON_MIN"
+
+
+def _task(row: Mapping[str, Any], source: str, index: int) -> Task:
+    try:
+        return task_from_dict(row)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ExportError(
+            f"{source}: task #{index} (id {row.get('id')!r}) is malformed: {exc}"
+        ) from exc
+
+
+def _region_items(value: Any) -> list[dict[str, Any]] | None:
+    """JSON_MIN control value -> result items, or None when it is not a list of regions."""
+    regions = value if isinstance(value, list) else [value]
+    if not regions or not all(isinstance(r, Mapping) for r in regions):
+        return None
+    items = []
+    for region in regions:
+        body = {k: v for k, v in region.items() if k not in _SIZE_KEYS}
+        item: dict[str, Any] = {"type": infer_type(body), "value": body}
+        item.update({k: region[k] for k in _SIZE_KEYS if k in region})
+        items.append(item)
+    return items
+
+
+def _tasks_from_min(rows: list[Mapping[str, Any]]) -> list[Task]:
+    by_task: dict[Any, dict[str, Any]] = {}
+    for index, row in enumerate(rows):
+        data: dict[str, Any] = {}
+        result: list[dict[str, Any]] = []
+        for key, value in row.items():
+            if key in _MIN_META:
+                continue
+            items = _region_items(value)
+            if items is None:
+                data[key] = value
+            else:
+                result.extend(items)
+        task_id = row.get("id", f"row{index}")
+        task = by_task.setdefault(task_id, {"id": row.get("id"), "data": data, "annotations": []})
+        annotator = row.get("annotator")
+        task["annotations"].append(
+            {
+                "id": row.get("annotation_id"),
+                "result": result,
+                "created_at": row.get("created_at", ""),
+                "updated_at": row.get("updated_at", ""),
+                "completed_by": annotator if isinstance(annotator, int) else None,
+            }
+        )
+    return [task_from_dict(task) for task in by_task.values()]

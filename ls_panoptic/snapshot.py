@@ -1,0 +1,153 @@
+"""Streaming snapshot writer: one pickled dict, written one entry at a time.
+
+The file is an ordinary protocol-5 pickle of ``{key: {"panoptic_mask": ..., "inst2class": ...}}``
+that plain ``pickle.load`` reads back with only numpy installed. It is written as::
+
+    PROTO 5, EMPTY_DICT,
+    <key> <value> SETITEM      (once per entry)
+    STOP
+
+Each entry is pickled on its own by a fresh pickler in *fast* mode (no memo). A memo shared
+across entries, or per-entry memos whose indices restart at 0, would make ``BINGET`` fetch
+objects of earlier entries on load: wrong data, silently. Array buffers are taken out of band
+(``buffer_callback``) and written straight from the array's memory as ``BYTEARRAY8``, so peak
+memory stays near one entry whatever the size of the snapshot. The loaded arrays are writeable.
+
+The file appears atomically: written to ``<name>.partial`` beside the target, fsynced, then
+renamed. A failure leaves any previous snapshot untouched.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import pickletools
+import struct
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any, BinaryIO
+
+from .errors import SnapshotError
+
+__all__ = ["SnapshotWriter", "sidecar_path", "write_json_atomic", "write_snapshot"]
+
+_HEADER = pickle.PROTO + bytes([5]) + pickle.EMPTY_DICT
+_DROPPED_OPS = frozenset({"PROTO", "FRAME", "STOP", "READONLY_BUFFER"})
+
+
+def sidecar_path(snapshot: Path) -> Path:
+    """``out.pkl`` -> ``out.meta.json`` (the metadata written beside every snapshot)."""
+    return snapshot.with_name(snapshot.stem + ".meta.json")
+
+
+def _pickle_body(obj: object, out: BinaryIO) -> None:
+    """Write the opcodes of ``obj`` without PROTO/FRAME/STOP, buffers in band as BYTEARRAY8."""
+    buffers: list[pickle.PickleBuffer] = []
+    scratch = io.BytesIO()
+    pickler = pickle.Pickler(scratch, protocol=5, buffer_callback=buffers.append)
+    pickler.fast = True  # no memo: each entry must stand alone in the shared stream
+    pickler.dump(obj)
+    ops = scratch.getvalue()  # opcodes only: the array data went out of band
+    pending = iter(buffers)
+    positions = [(op.name, pos) for op, _arg, pos in pickletools.genops(ops)]
+    ends = [pos for _name, pos in positions[1:]] + [len(ops)]
+    for (name, start), end in zip(positions, ends, strict=True):
+        if name == "NEXT_BUFFER":
+            with next(pending).raw() as raw:
+                out.write(pickle.BYTEARRAY8 + struct.pack("<Q", raw.nbytes))
+                out.write(raw)
+        elif name not in _DROPPED_OPS:
+            out.write(ops[start:end])
+
+
+class SnapshotWriter:
+    """Writes a snapshot entry by entry; use as a context manager.
+
+    >>> with SnapshotWriter(Path("out.pkl")) as snap:      # doctest: +SKIP
+    ...     snap.add("a.jpg", {"panoptic_mask": mask, "inst2class": {1: 0}})
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._partial = self.path.with_name(self.path.name + ".partial")
+        self._file: BinaryIO | None = None
+        self._keys: set[str] = set()
+
+    @property
+    def count(self) -> int:
+        """Entries written so far."""
+        return len(self._keys)
+
+    def __enter__(self) -> SnapshotWriter:
+        try:
+            self._file = open(self._partial, "wb")
+        except OSError as exc:
+            raise SnapshotError(f"cannot write {self.path}: {exc.strerror}") from exc
+        self._file.write(_HEADER)
+        return self
+
+    def add(self, key: str, payload: Mapping[str, Any]) -> None:
+        """Append one entry; ``key`` must be new."""
+        if self._file is None:
+            raise SnapshotError("SnapshotWriter.add() outside its 'with' block")
+        if key in self._keys:
+            raise SnapshotError(f"image key {key!r} written twice to {self.path}")
+        self._keys.add(key)
+        _pickle_body(key, self._file)
+        _pickle_body(dict(payload), self._file)
+        self._file.write(pickle.SETITEM)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self._commit()
+        else:
+            self._abort()
+
+    def _commit(self) -> None:
+        file = self._file
+        if file is None:
+            raise SnapshotError("SnapshotWriter closed twice")
+        try:
+            file.write(pickle.STOP)
+            file.flush()
+            os.fsync(file.fileno())
+            file.close()
+            os.replace(self._partial, self.path)
+        except OSError as exc:
+            self._abort()
+            raise SnapshotError(f"cannot write {self.path}: {exc.strerror}") from exc
+        finally:
+            self._file = None
+
+    def _abort(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self._partial.unlink(missing_ok=True)
+
+
+def write_snapshot(path: Path, entries: Iterable[tuple[str, Mapping[str, Any]]]) -> int:
+    """Write ``entries`` (key, payload) as one snapshot; returns how many were written."""
+    with SnapshotWriter(path) as snap:
+        for key, payload in entries:
+            snap.add(key, payload)
+        return snap.count
+
+
+def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
+    """Write ``data`` as indented JSON, atomically (the sidecar beside a snapshot)."""
+    partial = path.with_name(path.name + ".partial")
+    try:
+        partial.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+        os.replace(partial, path)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise SnapshotError(f"cannot write {path}: {exc.strerror}") from exc
