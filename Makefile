@@ -29,7 +29,7 @@ demo: setup
 ## The whole test suite: unit tests, CLI tests, and end-to-end tests against a real
 ## Label Studio 1.23.2 (installed into its own virtualenv by .ci/install-label-studio).
 test: setup-test label-studio
-	$(BIN)/python -m pytest
+	LS_E2E_REQUIRED=1 $(BIN)/python -m pytest
 
 label-studio:
 	bash .ci/install-label-studio

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from .compose import Scratch
 from .convert import convert_task
 from .errors import ImageError, PanopticError
 from .images import ImageIndex, ImageInfo
@@ -126,23 +127,6 @@ def _image_for(
     return info, None
 
 
-class _Scratch:
-    """One reusable ``int32`` canvas: refilling it is cheaper than fresh pages per image."""
-
-    def __init__(self) -> None:
-        self.canvas: np.ndarray | None = None
-
-    def get(self, shape: tuple[int, int] | None) -> np.ndarray | None:
-        if shape is None:
-            return self.canvas
-        if self.canvas is None or self.canvas.shape != shape:
-            self.canvas = np.empty(shape, dtype=np.int32)
-        return self.canvas
-
-    def keep(self, shape: tuple[int, int]) -> None:
-        self.get(shape)
-
-
 def _convert_one(
     task: Task,
     planned: _Planned,
@@ -156,15 +140,13 @@ def _convert_one(
         info, skipped = _image_for(planned, task, images, options)
         if skipped:
             return Outcome(task.id, key, skipped=skipped)
-        canvas = scratch.get((info.height, info.width) if info else None)
-        entry = convert_task(task, key, labels, options, info, canvas)
+        entry = convert_task(task, key, labels, options, info, scratch)
     except ImageError as exc:
         return Outcome(task.id, key, failure=Failure(task.id, key, str(exc)))
     except PanopticError as exc:
         return Outcome(task.id, key, failure=Failure(task.id, key, f"task {task.id}: {exc}"))
     if entry is None:
         return Outcome(task.id, key, skipped=f"task {task.id}: no usable annotation")
-    scratch.keep((entry.meta["height"], entry.meta["width"]))
     return Outcome(task.id, key, entry=entry)
 
 
@@ -225,7 +207,7 @@ def convert_tasks(
         return report
     failed = {f.task_id for f in key_failures}
     metas: dict[str, Any] = {}
-    scratch = _Scratch()
+    scratch = Scratch()  # entries are written before the next conversion reuses it
     try:
         with SnapshotWriter(output) as snap:
             for index, task in enumerate(tasks):

@@ -1,10 +1,10 @@
 """Regions -> one panoptic mask: overlap, stuff merging, background and dense instance ids.
 
-Layers are painted, in an order set by the overlap policy, as their layer number into an
-``int32`` canvas (0 = no region). One ``bincount`` then tells each layer's visible pixels, and
+Layers are painted, in an order set by the overlap policy, as their layer number into the
+narrowest unsigned canvas that holds them (``uint8`` for up to 255 regions; 0 = no region). One ``bincount`` then tells each layer's visible pixels, and
 one lookup table turns layer numbers into instance ids::
 
-    canvas (int32, H x W)  --lut[layer] -->  panoptic_mask (uint32, H x W)
+    canvas (uint8, H x W)  --lut[layer] -->  panoptic_mask (uint32, H x W)
 
 Instance ids are ``1..N``, dense and deterministic: segments are numbered in ``result`` order
 of their first visible region, and the background segment (uncovered pixels plus regions
@@ -15,16 +15,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+import cv2
 import numpy as np
 
 if TYPE_CHECKING:
     from .rasterize import Shape
 
-__all__ = ["Composition", "Layer", "compose", "paint_order"]
+__all__ = ["Composition", "Layer", "Scratch", "compose", "paint_order"]
 
 Overlap = Literal["last", "first", "smallest"]
+_EXACT_FLOAT32 = 1 << 24  # float32 histogram counts are exact below this
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,57 @@ def _segment_ids(
     return lut, inst2class
 
 
+class Scratch:
+    """Reusable buffers for :func:`compose`: refilling memory is cheaper than fresh pages.
+
+    With a scratch, the returned mask lives in the scratch's output buffer and is only valid
+    until the next :func:`compose` call with the same scratch (batch conversion writes each
+    entry before converting the next one).
+    """
+
+    def __init__(self) -> None:
+        self._buffers: dict[str, np.ndarray] = {}
+
+    def get(self, name: str, shape: tuple[int, int], dtype: type[np.generic]) -> np.ndarray:
+        """An uninitialised ``(height, width)`` buffer of ``dtype``, reused when it fits."""
+        buffer = self._buffers.get(name)
+        if buffer is None or buffer.shape != shape or buffer.dtype != dtype:
+            buffer = np.empty(shape, dtype=dtype)
+            self._buffers[name] = buffer
+        return buffer
+
+
+def _canvas_dtype(layers: int) -> type[np.unsignedinteger[Any]]:
+    """The narrowest canvas that holds layer numbers ``0..layers``."""
+    if layers <= np.iinfo(np.uint8).max:
+        return np.uint8
+    if layers <= np.iinfo(np.uint16).max:
+        return np.uint16
+    return np.uint32
+
+
+def _visible_counts(canvas: np.ndarray, layers: int) -> np.ndarray:
+    """``int64`` ``(layers + 1,)``: pixels showing each layer number (0 = uncovered)."""
+    if canvas.dtype == np.uint8 and canvas.size < _EXACT_FLOAT32:
+        # OpenCV's histogram reads uint8 in place (counts are float32, exact below 2**24).
+        hist = cv2.calcHist([canvas], [0], None, [256], [0, 256])
+        return hist[: layers + 1, 0].astype(np.int64)
+    return np.bincount(canvas.reshape(-1), minlength=layers + 1)
+
+
+def _apply_lut(canvas: np.ndarray, lut: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+    """``uint32`` mask ``lut[canvas]``, written into ``out`` when given."""
+    if out is None:
+        out = np.empty(canvas.shape, dtype=np.uint32)
+    if canvas.dtype == np.uint8 and int(lut.max(initial=0)) <= np.iinfo(np.uint8).max:
+        table = np.zeros(256, dtype=np.uint8)
+        table[: len(lut)] = lut
+        out[...] = cv2.LUT(canvas, table)  # a uint8 lookup, then one widening copy
+    else:
+        np.take(lut, canvas, out=out)
+    return out
+
+
 def compose(
     layers: Sequence[Layer],
     *,
@@ -109,7 +162,7 @@ def compose(
     background_class: int,
     stuff: frozenset[int] = frozenset(),
     overlap: Overlap = "last",
-    canvas: np.ndarray | None = None,
+    scratch: Scratch | None = None,
 ) -> Composition:
     """Paint ``layers`` into one panoptic mask.
 
@@ -119,21 +172,22 @@ def compose(
         background_class: class id of uncovered pixels; regions of this class merge with them.
         stuff: class ids whose regions merge into one segment.
         overlap: ``last`` (later in ``result`` on top), ``first``, or ``smallest`` on top.
-        canvas: optional reusable ``int32`` ``(height, width)`` scratch buffer (overwritten).
+        scratch: reusable buffers; the mask then lives in it (see :class:`Scratch`).
 
     Returns:
-        The composition; ``mask`` is a new ``uint32`` array.
+        The composition; ``mask`` is ``uint32`` ``(height, width)``, C-contiguous.
     """
-    if canvas is None or canvas.shape != (height, width) or canvas.dtype != np.int32:
-        canvas = np.zeros((height, width), dtype=np.int32)
-    else:
-        canvas.fill(0)
+    shape = (height, width)
+    dtype = _canvas_dtype(len(layers))
+    canvas = scratch.get("canvas", shape, dtype) if scratch else np.empty(shape, dtype=dtype)
+    canvas.fill(0)
     areas = [layer.shape.area() for layer in layers]
     for index in paint_order(layers, overlap, areas):
         layers[index].shape.paint(canvas, index + 1)
-    visible = np.bincount(canvas.reshape(-1), minlength=len(layers) + 1)
+    visible = _visible_counts(canvas, len(layers))
     lut, inst2class = _segment_ids(layers, visible > 0, stuff, background_class)
-    mask = lut[canvas]
+    out = scratch.get("mask", shape, np.uint32) if scratch else None
+    mask = _apply_lut(canvas, lut, out)
     covered = int(height * width - visible[0])
     return Composition(
         mask=mask,

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .compose import Layer, compose
+from .compose import Layer, Scratch, compose
 from .errors import GeometryError, ImageError, RegionError, RLEError, UnknownLabelError
 from .images import ImageInfo
 from .labels import LabelSet
@@ -116,7 +116,7 @@ def convert_task(
     labels: LabelSet,
     options: ConvertOptions,
     image: ImageInfo | None = None,
-    canvas: np.ndarray | None = None,
+    scratch: Scratch | None = None,
 ) -> Entry | None:
     """Convert one task; ``None`` when it has no usable annotation (it is left out).
 
@@ -126,7 +126,8 @@ def convert_task(
         labels: label set giving class ids (background included).
         options: conversion options.
         image: the image's size and orientation, when the image is available.
-        canvas: optional reusable ``int32`` scratch buffer of the image's shape.
+        scratch: reusable buffers; the entry's mask then lives in it and is valid until the
+            next call with the same scratch (see :class:`~ls_panoptic.compose.Scratch`).
 
     Raises:
         ImageError: (or a subclass) this image cannot be converted; the message says why.
@@ -147,7 +148,7 @@ def convert_task(
         background_class=labels.background_id,
         stuff=stuff,
         overlap=options.overlap,
-        canvas=canvas,
+        scratch=scratch,
     )
     if comp.dropped:
         ctx.warnings.append(f"regions hidden by others and dropped: {', '.join(comp.dropped)}")

@@ -118,6 +118,8 @@ def _tasks_from_min(rows: list[Mapping[str, Any]]) -> list[Task]:
                 result.extend(items)
         task_id = row.get("id", f"row{index}")
         task = by_task.setdefault(task_id, {"id": row.get("id"), "data": data, "annotations": []})
+        if row.get("annotation_id") is None and not result:
+            continue  # a task exported without any annotation (download_all_tasks=true)
         annotator = row.get("annotator")
         task["annotations"].append(
             {

@@ -34,13 +34,14 @@ _KIND_OF_TYPE: dict[str, RegionKind] = {
     "ellipselabels": "ellipse",
     "ellipse": "ellipse",
 }
-# Which value keys reveal a kind when an item has no "type" (JSON_MIN rows).
-_TYPE_BY_KEY = (
-    ("rle", "brushlabels"),
-    ("imageDataURL", "bitmasklabels"),
-    ("points", "polygonlabels"),
-    ("radiusX", "ellipselabels"),
-    ("width", "rectanglelabels"),
+# Which value keys reveal a kind when an item has no "type" (JSON_MIN rows); all must be present.
+_TYPE_BY_KEYS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("rle",), "brushlabels"),
+    (("imageDataURL",), "bitmasklabels"),
+    (("points",), "polygonlabels"),
+    (("radiusX", "radiusY"), "ellipselabels"),
+    (("width", "height"), "rectanglelabels"),
+    (("x", "y"), "keypoint"),
 )
 
 
@@ -60,12 +61,16 @@ class ParsedResult:
 
 
 def infer_type(value: Mapping[str, Any]) -> str:
-    """Guess a result ``type`` from the keys of a ``value`` (for items that lack one)."""
+    """Guess a result ``type`` from the keys of a ``value`` (for items that lack one).
+
+    A ``<kind>labels`` key names the type outright (``keypointlabels`` too, so keypoints are
+    never mistaken for rectangles); otherwise the geometry keys decide.
+    """
     for key in value:
-        if key.endswith("labels") and key in _KIND_OF_TYPE:
+        if key.endswith("labels") and key != "labels":
             return key
-    for key, type_ in _TYPE_BY_KEY:
-        if key in value:
+    for keys, type_ in _TYPE_BY_KEYS:
+        if all(key in value for key in keys):
             return type_
     return "unknown"
 

@@ -55,8 +55,9 @@ class Shape(Protocol):
         """Pixels this region covers on its own."""
         ...
 
-    def paint(self, canvas: npt.NDArray[np.int32], value: int) -> None:
-        """Set the covered pixels of ``canvas`` (``int32``, ``(height, width)``, C-contiguous)."""
+    def paint(self, canvas: npt.NDArray[np.integer[Any]], value: int) -> None:
+        """Set the covered pixels of ``canvas`` (integer dtype wide enough for ``value``,
+        ``(height, width)``, C-contiguous) to ``value``."""
         ...
 
 
@@ -72,12 +73,17 @@ class _RunShape:
     def area(self) -> int:
         return int(runs_area(self.starts, self.stops))
 
-    def paint(self, canvas: npt.NDArray[np.int32], value: int) -> None:
+    def paint(self, canvas: npt.NDArray[np.integer[Any]], value: int) -> None:
         expected = (self.height, self.width)
-        if canvas.shape != expected or canvas.dtype != np.int32 or not canvas.flags.c_contiguous:
+        if (
+            canvas.shape != expected
+            or canvas.dtype.kind not in "iu"
+            or not canvas.flags.c_contiguous
+            or not np.iinfo(canvas.dtype).min <= value <= np.iinfo(canvas.dtype).max
+        ):
             raise ValueError(
-                f"canvas must be a C-contiguous int32 array of shape {expected}, "
-                f"not {canvas.dtype} {canvas.shape}"
+                f"canvas must be a C-contiguous integer array of shape {expected} that holds "
+                f"{value}, not {canvas.dtype} {canvas.shape}"
             )
         paint_runs(canvas.reshape(-1), self.starts, self.stops, value)
 

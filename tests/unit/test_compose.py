@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ls_panoptic.compose import Layer, compose
+from ls_panoptic.compose import Layer, Scratch, compose
 
 H, W = 8, 10
 BG = 3  # leaf=0, stem=1, tomato=2, background=3
@@ -103,12 +103,40 @@ def test_ids_follow_result_order_not_paint_order_and_are_deterministic() -> None
     assert one.mask.tobytes() == two.mask.tobytes()
 
 
-def test_reused_canvas_gives_the_same_result() -> None:
-    canvas = np.full((H, W), 99, dtype=np.int32)
+def test_reused_scratch_gives_the_same_result() -> None:
+    scratch = Scratch()
+    scratch.get("canvas", (H, W), np.uint8).fill(99)  # stale content must not leak
+    scratch.get("mask", (H, W), np.uint32).fill(77)
     layers = [_layer("a", 1, 0, (0, 3, 0, 3))]
     fresh = compose(layers, height=H, width=W, background_class=BG)
-    reused = compose(layers, height=H, width=W, background_class=BG, canvas=canvas)
+    reused = compose(layers, height=H, width=W, background_class=BG, scratch=scratch)
     np.testing.assert_array_equal(fresh.mask, reused.mask)
+    assert fresh.inst2class == reused.inst2class
+
+
+@pytest.mark.parametrize("count", [254, 255, 300])
+def test_many_regions_use_wider_canvases_with_the_same_contract(count: int) -> None:
+    # One-pixel regions along the rows of a 20 x 20 image: 254 fit a uint8 canvas with the
+    # background, 255 and 300 need uint16 and ids above 255.
+    size = 20
+    layers = [Layer(f"r{i}", i % 3, i, _Pixel(i // size, i % size)) for i in range(count)]
+    comp = compose(layers, height=size, width=size, background_class=BG)
+    assert comp.mask.dtype == np.uint32
+    assert set(np.unique(comp.mask).tolist()) == set(comp.inst2class)
+    expected = count + (1 if count < size * size else 0)
+    assert len(comp.inst2class) == expected
+    assert comp.mask[(count - 1) // size, (count - 1) % size] == count
+
+
+class _Pixel:
+    def __init__(self, row: int, col: int) -> None:
+        self.row, self.col = row, col
+
+    def area(self) -> int:
+        return 1
+
+    def paint(self, canvas: np.ndarray, value: int) -> None:
+        canvas[self.row, self.col] = value
 
 
 def test_unknown_overlap_policy_is_refused() -> None:

@@ -129,3 +129,21 @@ def test_malformed_items_name_task_region_and_reason(result: Any, message: str) 
 def test_image_rotation_is_carried_to_the_region() -> None:
     item = _item("p", "polygonlabels", {**POLY, "polygonlabels": ["a"]}, image_rotation=90)
     assert parse_result([item]).regions[0].image_rotation == 90
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ({"x": 1, "y": 2, "width": 0.5, "keypointlabels": ["leaf"]}, "keypointlabels"),
+        ({"x": 1, "y": 2, "width": 0.5}, "keypoint"),
+        ({"x": 1, "y": 2, "width": 3, "height": 4}, "rectanglelabels"),
+        ({"x": 1, "y": 2, "radiusX": 3, "radiusY": 4}, "ellipselabels"),
+        ({"choices": ["a"]}, "unknown"),
+    ],
+)
+def test_type_inference_never_mistakes_keypoints_for_rectangles(
+    value: dict[str, Any], expected: str
+) -> None:
+    from ls_panoptic.parse import infer_type
+
+    assert infer_type(value) == expected

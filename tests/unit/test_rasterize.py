@@ -249,14 +249,25 @@ def test_paint_overwrites_only_covered_pixels(kind: RegionKind, value: dict[str,
 
 def test_paint_rejects_a_canvas_it_could_not_write_in_place() -> None:
     shape = shape_for(_region("rectangle", {"x": 0, "y": 0, "width": 50, "height": 50}))
-    canvases: list[npt.NDArray[Any]] = [
-        np.zeros((50, 101), dtype=np.int32),
-        np.zeros((50, 100), dtype=np.uint32),
-        np.zeros((100, 50), dtype=np.int32).T,  # a transposed view: reshape would copy
+    canvases: list[tuple[npt.NDArray[Any], int]] = [
+        (np.zeros((50, 101), dtype=np.int32), 1),
+        (np.zeros((50, 100), dtype=np.float32), 1),
+        (np.zeros((50, 100), dtype=np.uint8), 256),  # the value does not fit
+        (np.zeros((100, 50), dtype=np.int32).T, 1),  # a transposed view: reshape would copy
     ]
-    for canvas in canvases:
-        with pytest.raises(ValueError, match="C-contiguous int32"):
-            shape.paint(canvas, 1)
+    for canvas, value in canvases:
+        with pytest.raises(ValueError, match="C-contiguous integer array"):
+            shape.paint(canvas, value)
+
+
+def test_paint_works_on_narrow_canvases() -> None:
+    shape = shape_for(_region("rectangle", {"x": 0, "y": 0, "width": 50, "height": 50}))
+    wide = np.zeros((50, 100), dtype=np.int32)
+    shape.paint(wide, 200)
+    for dtype in (np.uint8, np.uint16):
+        narrow = np.zeros((50, 100), dtype=dtype)
+        shape.paint(narrow, 200)
+        np.testing.assert_array_equal(narrow, wide)
 
 
 # --- bitmask -------------------------------------------------------------------------------

@@ -1,0 +1,146 @@
+"""End-to-end fixtures: one real Label Studio 1.23.2 per test session, and a real export of it.
+
+Install the server once with ``.ci/install-label-studio`` (its own virtualenv, ``$LS_VENV`` or
+``<repo>/.venv-labelstudio``). Without it these tests skip, unless ``LS_E2E_REQUIRED=1``
+(then they fail: meant for CI, so that a broken install cannot pass as a skip).
+
+Facts about Label Studio 1.23.2, checked on the installed release:
+
+- CLI: ``label-studio start [--no-browser] [--port P] [--internal-host H] [--host URL]
+  [--data-dir D] [--username U --password P --user-token T] [--enable-legacy-api-token]``.
+  ``--internal-host`` is the BIND address (default 0.0.0.0); ``--host`` is only the public URL
+  used in generated links. A taken port is not an error: it silently moves to the next one.
+- Every setting is read as ``LABEL_STUDIO_<NAME>``, ``HEARTEX_<NAME>`` or bare ``<NAME>``, so a
+  stray ``PORT``, ``HOST`` or ``USERNAME`` in the environment leaks in: the server gets a clean
+  environment. ``--data-dir`` sets ``LABEL_STUDIO_BASE_DATA_DIR`` (SQLite, media, secret key).
+- First start on an empty data dir (all migrations) took 40-45 s on this 2-core machine.
+- ``GET /health`` -> ``{"status": "UP"}``. ``GET /api/version/`` -> JSON ``{"release":
+  "1.23.2", ...}``; ``/version`` redirects to ``/version/``, an HTML ``<pre>`` page. Its
+  "backend" commit is that of the git checkout around the venv (this repo's, by default).
+- Export: ``GET /api/projects/<id>/export?exportType=JSON|JSON_MIN`` answers with the file.
+  Without ``download_all_tasks=true`` tasks with no annotation are left out; tasks with only a
+  skipped annotation are kept. JSON keeps skipped annotations (``was_cancelled: true``).
+  JSON_MIN has one record PER NON-SKIPPED ANNOTATION (task ``id`` repeated, newest
+  ``created_at`` first) with ``annotation_id``/``updated_at``; values are grouped by control
+  name (so paint order across controls is lost) and carry neither region ``id`` nor ``type``:
+  a keypoint value ``{x, y, width, keypointlabels}`` differs from a rectangle only by its
+  labels key, and a single choice becomes a bare string (``"quality": "good"``). A task
+  without annotations gives a record with ``annotation_id: null`` and no regions.
+- BitmaskLabels exists; its region value key is ``imageDataURL`` (a ``data:image/png;base64``
+  PNG the size of the image as the browser shows it, black pixels, coverage in alpha).
+- ``POST /api/tasks/<id>/annotations/`` accepts results with labels that are not in the
+  config (no validation), and ``was_cancelled: true`` with a non-empty result.
+- ``POST /api/projects/<id>/import``: one multipart field per file = one task; the task's
+  ``data.image`` is ``/data/upload/<project>/<8 hex>-<name>``; the bytes are served back
+  unchanged (EXIF kept) from that URL with the token.
+- Background jobs: the open-source build hard-codes ``REDIS_ENABLED = False``, so exports and
+  webhooks run inline in the request, although it pings Redis at localhost:6379 on import.
+  Webhooks are one POST each (``WEBHOOK_TIMEOUT``, default 1.0 s), errors logged and dropped,
+  never retried; organization-wide webhooks need ``ALLOW_ORGANIZATION_WEBHOOKS=true``.
+- The dev server logs every request line twice (two handlers), to stdout.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator, Iterator
+from typing import NoReturn
+
+import pytest
+
+from .build_project import LabelStudioExport, build_export
+from .lsclient import LabelStudioClient
+from .lsserver import (
+    LS_VERSION,
+    LabelStudioServer,
+    LabelStudioStartError,
+    default_venv,
+    label_studio_binary,
+    log_tail,
+    start_server,
+    stop_server,
+)
+
+
+def _missing_server(message: str) -> NoReturn:
+    if os.environ.get("LS_E2E_REQUIRED") == "1":
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+_LOG_SHOWN = pytest.StashKey[bool]()
+_SUMMARY = pytest.StashKey[list[str]]()
+
+
+def _summarise(config: pytest.Config, line: str) -> None:
+    config.stash.setdefault(_SUMMARY, []).append(line)
+
+
+@pytest.fixture(scope="session")
+def label_studio(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LabelStudioServer]:
+    """A running Label Studio (``url``, ``token``, ``log_path``), stopped at session end."""
+    venv = default_venv()
+    binary = label_studio_binary(venv)
+    if binary is None:
+        _missing_server(
+            f"Label Studio is not installed in {venv}; run .ci/install-label-studio "
+            "(or point LS_VENV at a virtualenv with label-studio==1.23.2)"
+        )
+    try:
+        server = start_server(binary, tmp_path_factory.mktemp("label-studio"))
+    except LabelStudioStartError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    _summarise(
+        request.config,
+        f"Label Studio {LS_VERSION} healthy at {server.url} after {server.startup_seconds:.1f} s "
+        f"(log: {server.log_path})",
+    )
+    try:
+        yield server
+    finally:
+        stop_server(server)
+
+
+@pytest.fixture(scope="session")
+def ls_client(label_studio: LabelStudioServer) -> Iterator[LabelStudioClient]:
+    with LabelStudioClient(label_studio.url, label_studio.token) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def ls_export(
+    request: pytest.FixtureRequest,
+    ls_client: LabelStudioClient,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> LabelStudioExport:
+    """A real JSON / JSON_MIN export of a project holding every region kind, with its images."""
+    export = build_export(ls_client, tmp_path_factory.mktemp("ls-export"))
+    _summarise(
+        request.config,
+        f"Label Studio project built and exported in {export.build_seconds:.1f} s: {export.root}",
+    )
+    return export
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Show the Label Studio log under the first failing test that used the server (later
+    failures name the file only, to keep the report short)."""
+    report = yield
+    server = getattr(item, "funcargs", {}).get("label_studio")
+    if report.failed and isinstance(server, LabelStudioServer):
+        shown = item.config.stash.get(_LOG_SHOWN, False)
+        tail = "(tail shown under the first failure)" if shown else log_tail(server.log_path)
+        report.sections.append(("Label Studio log", f"{server.log_path}\n{tail}"))
+        item.config.stash[_LOG_SHOWN] = True
+    return report
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Timings of the real server, for the CI log."""
+    for line in terminalreporter.config.stash.get(_SUMMARY, []):
+        terminalreporter.write_line(line)

@@ -1,0 +1,102 @@
+"""The handful of Label Studio 1.23.2 REST calls the end-to-end tests make, over plain httpx.
+
+Endpoints (all with ``Authorization: Token <token>``):
+
+- ``POST /api/projects`` ``{"title", "label_config"}`` -> project (``id``)
+- ``POST /api/projects/<id>/import`` multipart: one field name per file = one task
+- ``GET  /api/tasks?project=<id>`` -> ``{"tasks": [...]}``; ``data.image`` is
+  ``/data/upload/<project id>/<8 hex>-<file name>``
+- ``POST /api/tasks/<id>/annotations/`` ``{"result", "was_cancelled", ...}`` -> annotation
+- ``PATCH /api/annotations/<id>/`` ``{"result"}``: bumps ``updated_at``
+- ``GET  /api/projects/<id>/export?exportType=JSON|JSON_MIN&download_all_tasks=true`` -> the file
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+__all__ = ["LabelStudioClient"]
+
+#: seconds for one request; an export of a handful of tasks takes well under one
+REQUEST_TIMEOUT = 60.0
+
+
+class LabelStudioClient:
+    """A thin wrapper around ``httpx.Client`` that raises on any non-2xx answer."""
+
+    def __init__(self, url: str, token: str) -> None:
+        self._http = httpx.Client(
+            base_url=url, headers={"Authorization": f"Token {token}"}, timeout=REQUEST_TIMEOUT
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> LabelStudioClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._http.request(method, path, **kwargs)
+        if response.is_error:
+            raise RuntimeError(f"{method} {path} -> {response.status_code}: {response.text[:500]}")
+        return response.json()
+
+    def create_project(self, title: str, label_config: str) -> dict[str, Any]:
+        body = {"title": title, "label_config": label_config}
+        project: dict[str, Any] = self._json("POST", "/api/projects", json=body)
+        return project
+
+    def get_project(self, project_id: int) -> dict[str, Any]:
+        project: dict[str, Any] = self._json("GET", f"/api/projects/{project_id}")
+        return project
+
+    def import_files(self, project_id: int, files: dict[str, bytes]) -> dict[str, Any]:
+        """Upload ``{file name: bytes}``, each under its own field name (one task per file)."""
+        multipart = {
+            f"file{i}": (name, data, "application/octet-stream")
+            for i, (name, data) in enumerate(files.items())
+        }
+        report: dict[str, Any] = self._json(
+            "POST", f"/api/projects/{project_id}/import", files=multipart
+        )
+        return report
+
+    def list_tasks(self, project_id: int) -> list[dict[str, Any]]:
+        page = self._json("GET", "/api/tasks", params={"project": project_id, "page_size": 1000})
+        tasks: list[dict[str, Any]] = page["tasks"]
+        return tasks
+
+    def create_annotation(
+        self, task_id: int, result: list[dict[str, Any]], *, was_cancelled: bool = False
+    ) -> dict[str, Any]:
+        body = {"result": result, "was_cancelled": was_cancelled, "ground_truth": False}
+        annotation: dict[str, Any] = self._json(
+            "POST", f"/api/tasks/{task_id}/annotations/", json=body
+        )
+        return annotation
+
+    def update_annotation(self, annotation_id: int, result: list[dict[str, Any]]) -> dict[str, Any]:
+        annotation: dict[str, Any] = self._json(
+            "PATCH", f"/api/annotations/{annotation_id}/", json={"result": result}
+        )
+        return annotation
+
+    def export(self, project_id: int, export_type: str) -> bytes:
+        """The project's export file as Label Studio serves it (every task, labelled or not)."""
+        response = self._http.get(
+            f"/api/projects/{project_id}/export",
+            params={"exportType": export_type, "download_all_tasks": "true"},
+        )
+        response.raise_for_status()
+        return response.content
+
+    def download(self, path: str) -> bytes:
+        """A file Label Studio serves, e.g. an upload's ``/data/upload/...`` URL."""
+        response = self._http.get(path)
+        response.raise_for_status()
+        return response.content
