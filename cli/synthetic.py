@@ -19,6 +19,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 from label_studio_sdk.converter.brush import encode_rle
 from PIL import Image
 
@@ -44,13 +45,13 @@ def label_config(labels: tuple[str, ...] = LABELS) -> str:
     return f'<View><Image name="image" value="$image"/>{controls}</View>'
 
 
-def brush_rle(alpha: np.ndarray) -> list[int]:
+def brush_rle(alpha: npt.NDArray[Any]) -> list[int]:
     """uint8 alpha (H, W) -> Label Studio brush RLE (alpha copied into RGB, as the editor does)."""
     rgba = np.repeat(alpha[:, :, None], 4, axis=2)
-    return [int(b) for b in encode_rle(rgba.reshape(-1))]
+    return [int(b) for b in encode_rle(rgba.reshape(-1))]  # type: ignore[no-untyped-call]
 
 
-def _blob(rng: np.random.Generator, height: int, width: int, scale: float) -> np.ndarray:
+def _blob(rng: np.random.Generator, height: int, width: int, scale: float) -> npt.NDArray[Any]:
     """An anti-aliased filled blob: uint8 alpha (H, W), 0 outside, 255 inside, soft edge."""
     alpha = np.zeros((height, width), dtype=np.uint8)
     cx, cy = rng.uniform(0.1, 0.9) * width, rng.uniform(0.1, 0.9) * height
@@ -80,7 +81,10 @@ def _item(
 def _random_regions(
     rng: np.random.Generator, height: int, width: int, n_brush: int, n_poly: int, prefix: str
 ) -> list[dict[str, Any]]:
-    pick = lambda: LABELS[int(rng.integers(len(LABELS)))]  # noqa: E731
+
+    def pick() -> str:
+        return LABELS[int(rng.integers(len(LABELS)))]
+
     items = []
     for i in range(n_brush):
         rle = brush_rle(_blob(rng, height, width, 0.12))
@@ -137,7 +141,7 @@ def _fixed_regions(rng: np.random.Generator, height: int, width: int) -> list[di
     ]
 
 
-def _image(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+def _image(rng: np.random.Generator, height: int, width: int) -> npt.NDArray[Any]:
     """A plausible-looking RGB backdrop: a green gradient with noise, uint8 (H, W, 3)."""
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     base = np.stack([60 + 60 * xx / width, 110 + 80 * yy / height, 50 + 30 * xx / width], -1)
@@ -155,7 +159,7 @@ class SyntheticProject:
     tasks: int
 
 
-def _write_image(rgb: np.ndarray, path: Path, exif_rotated: bool) -> None:
+def _write_image(rgb: npt.NDArray[Any], path: Path, exif_rotated: bool) -> None:
     if not exif_rotated:
         Image.fromarray(rgb).save(path)
         return

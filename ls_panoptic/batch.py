@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .compose import Scratch
 from .convert import convert_task
 from .errors import ImageError, PanopticError
@@ -133,7 +131,7 @@ def _convert_one(
     labels: LabelSet,
     options: ConvertOptions,
     images: ImageIndex | None,
-    scratch: _Scratch,
+    scratch: Scratch,
 ) -> Outcome:
     key = planned.key
     try:

@@ -1,8 +1,9 @@
 """Regions -> one panoptic mask: overlap, stuff merging, background and dense instance ids.
 
 Layers are painted, in an order set by the overlap policy, as their layer number into the
-narrowest unsigned canvas that holds them (``uint8`` for up to 255 regions; 0 = no region). One ``bincount`` then tells each layer's visible pixels, and
-one lookup table turns layer numbers into instance ids::
+narrowest unsigned canvas that holds them (``uint8`` for up to 255 regions; 0 = no region).
+One histogram then tells each layer's visible pixels, and one lookup table turns layer numbers
+into instance ids::
 
     canvas (uint8, H x W)  --lut[layer] -->  panoptic_mask (uint32, H x W)
 
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 
 if TYPE_CHECKING:
     from .rasterize import Shape
@@ -51,7 +53,7 @@ class Composition:
         covered_pixels: pixels covered by at least one region.
     """
 
-    mask: np.ndarray
+    mask: npt.NDArray[Any]
     inst2class: dict[int, int]
     dropped: list[str] = field(default_factory=list)
     overlapped_pixels: int = 0
@@ -72,10 +74,10 @@ def paint_order(layers: Sequence[Layer], overlap: Overlap, areas: Sequence[int])
 
 def _segment_ids(
     layers: Sequence[Layer],
-    visible: np.ndarray,
+    visible: npt.NDArray[Any],
     stuff: frozenset[int],
     background_class: int,
-) -> tuple[np.ndarray, dict[int, int]]:
+) -> tuple[npt.NDArray[Any], dict[int, int]]:
     """Lookup table layer number -> instance id, and inst2class. ``visible`` indexed by layer+1."""
     lut = np.zeros(len(layers) + 1, dtype=np.uint32)
     inst2class: dict[int, int] = {}
@@ -112,9 +114,9 @@ class Scratch:
     """
 
     def __init__(self) -> None:
-        self._buffers: dict[str, np.ndarray] = {}
+        self._buffers: dict[str, npt.NDArray[Any]] = {}
 
-    def get(self, name: str, shape: tuple[int, int], dtype: type[np.generic]) -> np.ndarray:
+    def get(self, name: str, shape: tuple[int, int], dtype: type[np.generic]) -> npt.NDArray[Any]:
         """An uninitialised ``(height, width)`` buffer of ``dtype``, reused when it fits."""
         buffer = self._buffers.get(name)
         if buffer is None or buffer.shape != shape or buffer.dtype != dtype:
@@ -132,7 +134,7 @@ def _canvas_dtype(layers: int) -> type[np.unsignedinteger[Any]]:
     return np.uint32
 
 
-def _visible_counts(canvas: np.ndarray, layers: int) -> np.ndarray:
+def _visible_counts(canvas: npt.NDArray[Any], layers: int) -> npt.NDArray[Any]:
     """``int64`` ``(layers + 1,)``: pixels showing each layer number (0 = uncovered)."""
     if canvas.dtype == np.uint8 and canvas.size < _EXACT_FLOAT32:
         # OpenCV's histogram reads uint8 in place (counts are float32, exact below 2**24).
@@ -141,14 +143,18 @@ def _visible_counts(canvas: np.ndarray, layers: int) -> np.ndarray:
     return np.bincount(canvas.reshape(-1), minlength=layers + 1)
 
 
-def _apply_lut(canvas: np.ndarray, lut: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+def _apply_lut(
+    canvas: npt.NDArray[Any], lut: npt.NDArray[Any], out: npt.NDArray[Any] | None
+) -> npt.NDArray[Any]:
     """``uint32`` mask ``lut[canvas]``, written into ``out`` when given."""
     if out is None:
         out = np.empty(canvas.shape, dtype=np.uint32)
-    if canvas.dtype == np.uint8 and int(lut.max(initial=0)) <= np.iinfo(np.uint8).max:
-        table = np.zeros(256, dtype=np.uint8)
+    if canvas.dtype == np.uint8:
+        # OpenCV's LUT writes the table's depth directly: int32 ids (< 2**31) into the uint32
+        # buffer, one pass, no temporary.
+        table = np.zeros(256, dtype=np.int32)
         table[: len(lut)] = lut
-        out[...] = cv2.LUT(canvas, table)  # a uint8 lookup, then one widening copy
+        cv2.LUT(canvas, table, dst=out.view(np.int32))
     else:
         np.take(lut, canvas, out=out)
     return out

@@ -13,8 +13,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from .compose import Layer, Scratch, compose
 from .errors import GeometryError, ImageError, RegionError, RLEError, UnknownLabelError
 from .images import ImageInfo

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import numpy as np
+import numpy.typing as npt
 
 __all__ = [
     "AREA_KINDS",
@@ -117,7 +117,7 @@ class Entry:
     """
 
     key: str
-    panoptic_mask: np.ndarray
+    panoptic_mask: npt.NDArray[Any]
     inst2class: dict[int, int]
     meta: dict[str, Any] = field(default_factory=dict)
 

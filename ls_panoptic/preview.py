@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import colorsys
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from PIL import Image
 
 __all__ = ["instance_colours", "render_preview"]
@@ -17,7 +19,7 @@ __all__ = ["instance_colours", "render_preview"]
 _GOLDEN = 0.618033988749895
 
 
-def instance_colours(inst2class: Mapping[int, int], background_id: int) -> np.ndarray:
+def instance_colours(inst2class: Mapping[int, int], background_id: int) -> npt.NDArray[Any]:
     """``uint8`` ``(max_id + 1, 4)`` RGBA table: one colour per instance, background transparent."""
     size = max(inst2class, default=0) + 1
     table = np.zeros((size, 4), dtype=np.uint8)
@@ -31,7 +33,7 @@ def instance_colours(inst2class: Mapping[int, int], background_id: int) -> np.nd
     return table
 
 
-def _outline(mask: np.ndarray) -> np.ndarray:
+def _outline(mask: npt.NDArray[Any]) -> npt.NDArray[Any]:
     """bool ``(H, W)``: pixels whose right or lower neighbour belongs to another instance."""
     edge = np.zeros(mask.shape, dtype=bool)
     edge[:, :-1] |= mask[:, :-1] != mask[:, 1:]
@@ -40,7 +42,7 @@ def _outline(mask: np.ndarray) -> np.ndarray:
 
 
 def render_preview(
-    mask: np.ndarray,
+    mask: npt.NDArray[Any],
     inst2class: Mapping[int, int],
     background_id: int,
     image: Image.Image | None = None,
