@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: demo test bench lint setup setup-test label-studio clean
+.PHONY: demo test bench lint setup setup-test label-studio redis clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,11 +28,14 @@ demo: setup
 
 ## The whole test suite: unit tests, CLI tests, and end-to-end tests against a real
 ## Label Studio 1.23.2 (installed into its own virtualenv by .ci/install-label-studio).
-test: setup-test label-studio
-	LS_E2E_REQUIRED=1 $(BIN)/python -m pytest
+test: setup-test label-studio redis
+	LS_E2E_REQUIRED=1 LSP_REDIS_REQUIRED=1 $(BIN)/python -m pytest
 
 label-studio:
 	bash .ci/install-label-studio
+
+redis:
+	bash .ci/ensure-redis
 
 ## Benchmarks: project vs naive baseline, and RLE decoders (prints ratios; no pass/fail).
 bench: setup-test
