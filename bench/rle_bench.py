@@ -3,15 +3,16 @@
 Synthetic, seeded Label Studio brush masks (anti-aliased strokes and ellipses drawn with cv2
 LINE_AA, alpha copied into RGB, encoded with label-studio-sdk ``encode_rle``) at each size:
 
-    regions  --masks masks of 1 to 3 strokes each: one brush region, as annotators draw them
-    busy     a few masks of 20 strokes each: many edges, so many records (the hard case for us)
+    regions  --masks masks of 1 to 3 strokes: one brush region each, as annotators draw them
+    busy     --busy masks of 20 strokes: many edges, so many records (the hard case for us)
 
 Every decoder gets the RLE as the list of ints that Label Studio's JSON holds. Ours returns the
-runs of pixels with alpha >= 128; the SDK and ``label_studio_brush_rle_rs`` (skipped when not
-installed) return the whole RGBA buffer. Timings are interleaved mask by mask; the table shows
-the median and 90th percentile per mask, and ratios of medians (> 1: ours is faster).
+runs of pixels with alpha >= 128; label-studio-sdk ``decode_rle`` and
+``label_studio_brush_rle_rs.decode_rle(rle, print_params)`` (skipped when not installed) return
+the flat RGBA buffer. Decoders take turns mask by mask; the table gives the median and 90th
+percentile time per mask, and ratios of medians (above 1: ours is faster).
 
-    python bench/rle_bench.py [--repeat 15] [--masks 20] [--sizes 1920x1080,4000x3000]
+    python bench/rle_bench.py [--repeat 15] [--masks 20] [--busy 4] [--sizes 1920x1080,4000x3000]
 
 No pass/fail: results go to stdout.
 """
@@ -19,6 +20,7 @@ No pass/fail: results go to stdout.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import time
 from collections.abc import Callable
@@ -28,15 +30,18 @@ from typing import Any
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 from label_studio_sdk.converter.brush import decode_rle, encode_rle
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from ls_panoptic.rle import decode_runs  # noqa: E402
+from ls_panoptic.rle import decode_runs
 
+Alpha = npt.NDArray[np.uint8]
 Decoder = Callable[[list[int], int, int], Any]
+OURS, SDK, RUST = "ours decode_runs", "label-studio-sdk decode_rle", "Rust decode_rle"
 
 
-def brush_mask(rng: np.random.Generator, height: int, width: int, strokes: int) -> np.ndarray:
+def brush_mask(rng: np.random.Generator, height: int, width: int, strokes: int) -> Alpha:
     """uint8 (height, width) alpha: ``strokes`` anti-aliased brush strokes or filled ellipses."""
     alpha = np.zeros((height, width), dtype=np.uint8)
     scale = min(height, width)
@@ -58,35 +63,37 @@ def brush_mask(rng: np.random.Generator, height: int, width: int, strokes: int) 
     return alpha
 
 
-def ls_rle(alpha: np.ndarray) -> list[int]:
+def ls_rle(alpha: Alpha) -> list[int]:
     """Label Studio's encoding: RGBA with R = G = B = A, as a JSON list of ints."""
-    return [int(b) for b in encode_rle(np.repeat(alpha.reshape(-1), 4))]
+    return [int(b) for b in encode_rle(np.repeat(alpha.reshape(-1), 4))]  # type: ignore[no-untyped-call]
 
 
 def rust_module() -> ModuleType | None:
+    """``label_studio_brush_rle_rs`` if installed. Its ``decode_rle(rle, print_params)`` returns
+    the flat uint8 RGBA buffer, like the SDK's."""
     try:
-        import label_studio_brush_rle_rs
+        return importlib.import_module("label_studio_brush_rle_rs")
     except ImportError:
         return None
-    return label_studio_brush_rle_rs
 
 
 def decoders() -> dict[str, Decoder]:
     """Name -> decode(rle, height, width)."""
     found: dict[str, Decoder] = {
-        "ours decode_runs": lambda rle, h, w: decode_runs(rle, h, w, 128),
-        "label-studio-sdk decode_rle": lambda rle, h, w: decode_rle(rle),
+        OURS: lambda rle, h, w: decode_runs(rle, h, w, 128),
+        SDK: lambda rle, h, w: decode_rle(rle),
     }
     rust = rust_module()
-    if rust is not None:  # its decode_rle(rle, print_params) returns the flat uint8 RGBA buffer
-        found["label_studio_brush_rle_rs decode_rle"] = lambda rle, h, w: rust.decode_rle(
-            rle, False
+    if rust is not None:
+        found[RUST] = lambda rle, h, w: rust.decode_rle(rle, False)
+        found["  Rust, then alpha >= 128 (for scale)"] = lambda rle, h, w: (
+            rust.decode_rle(rle, False).reshape(h, w, 4)[:, :, 3] >= 128
         )
     return found
 
 
-def check(rle: list[int], alpha: np.ndarray) -> None:
-    """Ours must give exactly alpha >= 128 (the reference encoder round-trips alpha)."""
+def check(rle: list[int], alpha: Alpha) -> None:
+    """Ours must give exactly alpha >= 128 (the SDK's encoder round-trips alpha)."""
     height, width = alpha.shape
     starts, stops = decode_runs(rle, height, width)
     mask = np.zeros(height * width, dtype=bool)
@@ -97,28 +104,27 @@ def check(rle: list[int], alpha: np.ndarray) -> None:
 
 
 def measure(
-    rles: list[list[int]], height: int, width: int, repeat: int, sdk_repeats: int
+    rles: list[list[int]], shape: tuple[int, int], repeat: int, sdk_repeat: int
 ) -> dict[str, list[float]]:
-    """Seconds per decode, per decoder, interleaved: every decoder sees each mask in turn.
-    The SDK only runs in the first ``sdk_repeats`` rounds."""
+    """Seconds per decode, per decoder; the SDK only in the first ``sdk_repeat`` rounds."""
     chosen = decoders()
     times: dict[str, list[float]] = {name: [] for name in chosen}
-    for r in range(repeat):
+    for round_ in range(repeat):
         for rle in rles:
             for name, decode in chosen.items():
-                if name.startswith("label-studio-sdk") and r >= sdk_repeats:
+                if name == SDK and round_ >= sdk_repeat:
                     continue
                 start = time.perf_counter()
-                decode(rle, height, width)
+                decode(rle, *shape)
                 times[name].append(time.perf_counter() - start)
     return times
 
 
-def report(label: str, stream_bytes: float, times: dict[str, list[float]]) -> None:
+def report(label: str, rles: list[list[int]], times: dict[str, list[float]]) -> None:
     median = {name: float(np.median(t)) for name, t in times.items()}
-    sdk = median.get("label-studio-sdk decode_rle")
-    rust = median.get("label_studio_brush_rle_rs decode_rle")
-    print(f"\n{label}  (mean RLE {stream_bytes / 1024:.1f} KiB)")
+    sdk, rust = median.get(SDK), median.get(RUST)
+    size = np.mean([len(r) for r in rles]) / 1024
+    print(f"\n{label} (RLE {size:.1f} KiB on average)")
     print(f"  {'decoder':40}{'median ms':>11}{'p90 ms':>9}{'SDK / it':>10}{'Rust / it':>11}")
     for name, t in times.items():
         vs_sdk = f"{sdk / median[name]:.1f}x" if sdk else "-"
@@ -127,48 +133,43 @@ def report(label: str, stream_bytes: float, times: dict[str, list[float]]) -> No
         print(f"  {name:40}{median[name] * 1e3:>11.3f}{p90 * 1e3:>9.3f}{vs_sdk:>10}{vs_rust:>11}")
 
 
-def run_case(label: str, masks: list[np.ndarray], repeat: int, sdk_repeats: int) -> None:
-    height, width = masks[0].shape
+def run_case(label: str, masks: list[Alpha], repeat: int, sdk_repeat: int) -> None:
     rles = [ls_rle(alpha) for alpha in masks]
     for rle, alpha in zip(rles, masks, strict=True):
         check(rle, alpha)
-    decode_runs(rles[0], height, width)  # warm the lookup-table cache
-    times = measure(rles, height, width, repeat, sdk_repeats)
-    report(label, float(np.mean([len(r) for r in rles])), times)
+    height, width = masks[0].shape
+    report(label, rles, measure(rles, (height, width), repeat, sdk_repeat))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=15, help="decodes of every mask per decoder")
-    parser.add_argument("--sdk-repeat", type=int, default=2, help="the SDK is slow: its repeats")
-    parser.add_argument("--masks", type=int, default=20, help="brush regions per size")
+    parser.add_argument("--sdk-repeat", type=int, default=2, help="the SDK's (it is slow)")
+    parser.add_argument("--masks", type=int, default=20, help="1-3 stroke masks per size")
     parser.add_argument("--busy", type=int, default=4, help="20-stroke masks per size")
     parser.add_argument("--sizes", default="1920x1080,4000x3000", help="WIDTHxHEIGHT,...")
     parser.add_argument("--seed", type=int, default=2024)
     args = parser.parse_args()
     if rust_module() is None:
-        print("label_studio_brush_rle_rs is not installed: no Rust column")
+        print("label_studio_brush_rle_rs is not installed: no Rust rows")
     rng = np.random.default_rng(args.seed)
+    sdk_repeat = min(args.sdk_repeat, args.repeat)
     for size in args.sizes.split(","):
         width, height = (int(v) for v in size.lower().split("x"))
-        print(f"\nencoding masks of {width}x{height} with the SDK ...", flush=True)
+        print(f"\nencoding {args.masks} + {args.busy} masks of {width}x{height} ...", flush=True)
         regions = [
             brush_mask(rng, height, width, int(rng.integers(1, 4))) for _ in range(args.masks)
         ]
         busy = [brush_mask(rng, height, width, 20) for _ in range(args.busy)]
-        sdk_repeats = min(args.sdk_repeat, args.repeat)
         run_case(
-            f"{width}x{height} regions: {len(regions)} masks of 1-3 strokes",
+            f"{width}x{height}, {len(regions)} masks of 1-3 strokes",
             regions,
             args.repeat,
-            sdk_repeats,
+            sdk_repeat,
         )
         if busy:
             run_case(
-                f"{width}x{height} busy: {len(busy)} masks of 20 strokes",
-                busy,
-                args.repeat,
-                sdk_repeats,
+                f"{width}x{height}, {len(busy)} masks of 20 strokes", busy, args.repeat, sdk_repeat
             )
 
 

@@ -116,16 +116,24 @@ def _windows(padded: NDArray[np.uint8]) -> NDArray[np.uint64]:
     return np.ndarray((padded.size - 7,), dtype=">u8", buffer=padded, strides=(1,))
 
 
+@lru_cache(maxsize=8)
+def _count_fields(sizes: Sizes) -> tuple[Int64s, Int64s]:
+    """Per selector, int64 of shape (4,): the right shift that brings the count of a record
+    starting at bit 63 down to bit 0, and the count's mask."""
+    widths = np.asarray(sizes, dtype=np.int64)
+    return 61 - widths, (1 << widths) - 1
+
+
 def _fields(windows: NDArray[np.uint64], pos: Int64s, sizes: Sizes) -> _Records:
     """Decode the record headers at bit positions ``pos`` (int64, shape (n,))."""
     top = windows[pos >> 3].astype(np.int64)
     top <<= pos & 7  # the record's first bit at bit 63
     selector = top >> 61
     selector &= 3
-    widths = np.asarray(sizes, dtype=np.int64)
-    shift = (61 - widths).take(selector)  # brings the count down to bit 0
+    count_shift, count_mask = _count_fields(sizes)
+    shift = count_shift.take(selector)
     words = top >> shift
-    words &= ((1 << widths) - 1).take(selector)
+    words &= count_mask.take(selector)
     words += 1
     shift -= WORD_BITS  # the repeated word follows the count
     value = top >> shift
@@ -154,9 +162,10 @@ def _counting(size: int) -> Int32s:
 def _next_table(padded: NDArray[np.uint8], first: int, last: int, sizes: Sizes) -> Int32s:
     """int32 of shape (8 * (last - first),): for a record at bit i of bytes first..last-1 (counted
     from bit 8 * first), where the next record starts; ``LITERAL_MARK + i`` for a literal record."""
-    window = padded[first:last].astype(np.uint16) << 2
-    window |= padded[first + 1 : last + 1] >> 6
-    table = _repeat_lengths(sizes).take(window, axis=0).ravel()
+    pairs: NDArray[np.uint16] = np.ndarray(
+        (last - first,), dtype=">u2", buffer=padded, offset=first, strides=(1,)
+    )
+    table = _repeat_lengths(sizes).take(pairs >> 6, axis=0).ravel()
     table += _counting(8 * CHUNK_BYTES)[: table.size]
     return table
 
@@ -254,17 +263,17 @@ def _literal_pixels(
 
 
 def _pixel_runs(rle: RLEData, height: int, width: int) -> tuple[Int64s, Int64s, Int64s]:
-    """(starts, stops, alpha), int64 of shape (n,): runs that cover every pixel once, in order.
-    Runs may be empty, and neighbours may share a value."""
+    """(starts, stops, alpha), int64 of shape (n,): runs that cover every pixel once, in order
+    (``starts[i + 1] == stops[i]``). Runs may be empty, and neighbours may share a value."""
     rec, ends, sizes, windows = _records(rle, height, width)
-    stops = ends >> 2  # words [a, b) hold the alpha words 4p + 3 of pixels [a // 4, b // 4)
-    starts = np.empty_like(stops)
-    starts[0], starts[1:] = 0, stops[:-1]
+    bounds = np.empty(ends.size + 1, dtype=np.int64)
+    bounds[0] = 0  # words [a, b) hold the alpha words 4p + 3 of pixels [a // 4, b // 4)
+    np.right_shift(ends, 2, out=bounds[1:])
     if rec.repeat.all():
-        return starts, stops, rec.value
+        return bounds[:-1], bounds[1:], rec.value
     pixels, alpha = _literal_pixels(rec, ends, sizes, windows)
-    starts = np.concatenate([starts[rec.repeat], pixels])
-    stops = np.concatenate([stops[rec.repeat], pixels + 1])
+    starts = np.concatenate([bounds[:-1][rec.repeat], pixels])
+    stops = np.concatenate([bounds[1:][rec.repeat], pixels + 1])
     alpha = np.concatenate([rec.value[rec.repeat], alpha])
     order = np.argsort(starts, kind="stable")
     return starts[order], stops[order], alpha[order]
@@ -282,17 +291,13 @@ def decode_runs(
     it is not ``height`` x ``width``.
     """
     starts, stops, alpha = _pixel_runs(rle, height, width)
+    full = stops > starts
+    if not full.all():  # records that hold no alpha word: without them, kept blocks never touch
+        starts, stops, alpha = starts[full], stops[full], alpha[full]
     keep = np.zeros(alpha.size + 2, dtype=np.int8)
     np.greater_equal(alpha, threshold, out=keep[1:-1].view(np.bool_))
     edges = np.flatnonzero(keep[1:] != keep[:-1])  # where blocks of kept runs begin and end
-    starts, stops = starts[edges[0::2]], stops[edges[1::2] - 1]
-    # Blocks apart only by empty runs (records with no alpha word) touch: join them.
-    new = np.empty(starts.size + 1, dtype=np.bool_)  # new[i]: a gap before block i
-    new[0] = new[-1] = True
-    np.not_equal(starts[1:], stops[:-1], out=new[1:-1])
-    starts, stops = starts[new[:-1]], stops[new[1:]]
-    full = stops > starts
-    return (starts, stops) if full.all() else (starts[full], stops[full])
+    return starts[edges[0::2]], stops[edges[1::2] - 1]
 
 
 def decode_alpha(rle: RLEData, height: int, width: int) -> NDArray[np.uint8]:

@@ -6,6 +6,7 @@ give exactly the pixels whose SDK alpha passes the threshold, decode_alpha the S
 
 from __future__ import annotations
 
+import tracemalloc
 from collections.abc import Callable, Sequence
 from itertools import pairwise
 from typing import Any
@@ -104,6 +105,33 @@ def encode_words(
     return [int(text[i : i + 8], 2) for i in range(0, len(text), 8)]
 
 
+def rle_from_pixel_runs(runs: Sequence[tuple[int, int]]) -> list[int]:
+    """A Label Studio stream straight from (alpha, pixel count) runs, as the SDK would write it
+    (repeat records of at most 65,536 words), without building the RGBA words."""
+    total = 4 * sum(count for _, count in runs)
+    bits = [_header(total)]
+    for value, count in runs:
+        for first in range(0, 4 * count, 65536):
+            length = min(65536, 4 * count - first)
+            sel, width = next((i, s) for i, s in enumerate((3, 4, 8, 16)) if length <= 1 << s)
+            bits.append("1" + format(sel, "02b") + format(length - 1, f"0{width}b"))
+            bits.append(format(value, "08b"))
+    return _pack("".join(bits))
+
+
+def _header(num: int, word_size: int = 8, sizes: Sequence[int] = (3, 4, 8, 16)) -> str:
+    return (
+        format(num, "032b")
+        + format(word_size - 1, "05b")
+        + "".join(format(s - 1, "04b") for s in sizes)
+    )
+
+
+def _pack(bits: str) -> list[int]:
+    bits += "0" * (-len(bits) % 8)
+    return [int(bits[i : i + 8], 2) for i in range(0, len(bits), 8)]
+
+
 # --- masks -------------------------------------------------------------------------------------
 
 
@@ -186,7 +214,7 @@ def test_uniform_masks_including_runs_longer_than_65536_words(
 
 
 def test_one_long_run_across_many_capped_records() -> None:
-    height, width = 300, 400  # 480,000 words: at least 8 records of 65,536 for the background
+    height, width = 300, 400  # 480,000 words: the background takes 7 records of 65,536 words
     alpha = np.zeros((height, width), dtype=np.uint8)
     alpha[150, 7] = 200
     rle = ls_rle(alpha)
@@ -269,6 +297,24 @@ def test_next_record_tables_split_anywhere(
         assert_matches_sdk(encode_words(words, (3, 4, 8, 16), rng), height, width)
 
 
+def test_12_megapixel_mask_decodes_without_image_sized_memory() -> None:
+    height, width = 3000, 4000
+    runs = [(0, 1000 * width)]
+    for row in range(1000, 2000):  # an ellipse 2000 x 1000, one soft pixel at each end of a row
+        half = int((1000**2 - (row - 1500) ** 2 * 4) ** 0.5) if abs(row - 1500) < 500 else 10
+        runs += [(0, 2000 - half - 1), (90, 1), (255, 2 * half), (200, 1), (0, 2000 - half - 1)]
+    runs.append((0, 1000 * width))
+    rle = rle_from_pixel_runs(runs)
+    decode_runs(rle, height, width)  # warm the lookup-table caches
+    tracemalloc.start()
+    starts, stops = decode_runs(rle, height, width)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 4_000_000  # a bool mask of the image alone would be 12 MB, RGBA 48 MB
+    expected_area = sum(count for value, count in runs if value >= 128)
+    assert runs_area(starts, stops) == expected_area and starts.size == 1000
+
+
 def test_trailing_zero_bytes_after_the_last_record_are_ignored() -> None:
     rng = np.random.default_rng(9)
     rle = ls_rle(blobs(rng, 40, 60))
@@ -276,19 +322,6 @@ def test_trailing_zero_bytes_after_the_last_record_are_ignored() -> None:
 
 
 # --- errors ------------------------------------------------------------------------------------
-
-
-def _header(num: int, word_size: int = 8, sizes: Sequence[int] = (3, 4, 8, 16)) -> str:
-    return (
-        format(num, "032b")
-        + format(word_size - 1, "05b")
-        + "".join(format(s - 1, "04b") for s in sizes)
-    )
-
-
-def _pack(bits: str) -> list[int]:
-    bits += "0" * (-len(bits) % 8)
-    return [int(bits[i : i + 8], 2) for i in range(0, len(bits), 8)]
 
 
 @pytest.mark.parametrize(
@@ -303,6 +336,8 @@ def _pack(bits: str) -> list[int]:
         ([0, None], "RLE item 1 is None, not an int in 0..255"),
         ("AAAA", "RLE must be a list of ints 0..255, got str"),
         (7, "RLE must be a list of ints 0..255, got int"),
+        (None, "RLE must be a list of ints 0..255, got NoneType"),
+        ({0: 1}, "RLE must be a list of ints 0..255, got dict"),
         (np.zeros(9), "RLE must be a 1-D integer array, got float64 of shape (9,)"),
         (np.zeros((3, 3), dtype=np.uint8), "RLE must be a 1-D integer array"),
         (np.array([0, 256]), "RLE holds values outside 0..255"),
@@ -361,9 +396,8 @@ def test_a_literal_record_past_the_image_is_refused() -> None:
 def test_truncated_streams_are_refused(cut: float) -> None:
     rng = np.random.default_rng(int(cut * 100))
     rle = ls_rle(blobs(rng, 60, 80))
-    keep = 7 + int(
-        cut * (len(rle) - 9)
-    )  # 7 (the header alone) to len - 2 (the last byte may be padding)
+    # from 7 bytes (the header alone) to all but 2 (the last byte may be only padding)
+    keep = 7 + int(cut * (len(rle) - 9))
     with pytest.raises(RLEError, match="RLE truncated"):
         decode_runs(rle[:keep], 60, 80)
 
@@ -376,14 +410,14 @@ def test_a_literal_record_cut_short_is_refused() -> None:
 
 @pytest.mark.parametrize("seed", range(40))
 def test_corrupt_streams_raise_rle_errors_or_decode(seed: int) -> None:
-    """Flipped bits, cut or repeated bytes, random tails: an RLEError or a well-formed result."""
+    """Flipped bits, deleted bytes, random tails: an RLEError, or the SDK's pixels exactly."""
     rng = np.random.default_rng(seed)
     height, width = 40, 50
     rle = ls_rle(MAKERS[sorted(MAKERS)[seed % 4]](rng, height, width))
     data = np.array(rle, dtype=np.uint8)
     body = np.arange(7, data.size)
     if seed % 3 == 0:
-        data[rng.choice(body, 3)] ^= np.uint8(1 << int(rng.integers(0, 8)))
+        data[rng.choice(body, 1 + seed % 2)] ^= np.uint8(1 << int(rng.integers(0, 8)))
     elif seed % 3 == 1:
         data = np.concatenate(
             [data[:7], rng.integers(0, 256, int(rng.integers(0, 300)), dtype=np.uint8)]
