@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import click
 
+from .connect import connect
 from .convert import convert
 from .demo import demo
+from .serve import serve
+from .store_cmds import resync, snapshot
+from .worker_cmd import worker
 
 __all__ = ["cli", "main"]
 
@@ -19,11 +23,12 @@ def cli() -> None:
     \b
     Start with:   ls-panoptic demo            (synthetic project, end to end)
     Your data:    ls-panoptic convert export.json --images imgs/ --output gt.pkl
+    Live sync:    ls-panoptic serve / worker / connect / resync / snapshot
     """
 
 
-cli.add_command(convert)
-cli.add_command(demo)
+for command in (convert, demo, serve, worker, connect, resync, snapshot):
+    cli.add_command(command)
 
 
 def main() -> None:

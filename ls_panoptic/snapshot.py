@@ -13,8 +13,10 @@ objects of earlier entries on load: wrong data, silently. Array buffers are take
 (``buffer_callback``) and written straight from the array's memory as ``BYTEARRAY8``, so peak
 memory stays near one entry whatever the size of the snapshot. The loaded arrays are writeable.
 
-The file appears atomically: written to ``<name>.partial`` beside the target, fsynced, then
-renamed. A failure leaves any previous snapshot untouched.
+:class:`StreamWriter` writes this stream to any open binary file (a socket, a temporary file,
+the live store's snapshot route); :class:`SnapshotWriter` wraps it for a path: the file appears
+atomically, written to ``<name>.partial`` beside the target, fsynced, then renamed. A failure
+leaves any previous snapshot untouched.
 """
 
 from __future__ import annotations
@@ -32,7 +34,13 @@ from typing import Any, BinaryIO
 
 from .errors import SnapshotError
 
-__all__ = ["SnapshotWriter", "sidecar_path", "write_json_atomic", "write_snapshot"]
+__all__ = [
+    "SnapshotWriter",
+    "StreamWriter",
+    "sidecar_path",
+    "write_json_atomic",
+    "write_snapshot",
+]
 
 _HEADER = pickle.PROTO + bytes([5]) + pickle.EMPTY_DICT
 _DROPPED_OPS = frozenset({"PROTO", "FRAME", "STOP", "READONLY_BUFFER"})
@@ -71,8 +79,72 @@ def _pickle_body(obj: object, out: BinaryIO) -> None:
             out.write(ops[start:end])
 
 
+class StreamWriter:
+    """Writes the snapshot stream to an open binary file, entry by entry.
+
+    The file stays the caller's: it is neither flushed nor closed here. Use as a context
+    manager (the header is written on entry, ``STOP`` only on a clean exit, so a failed stream
+    never loads as a complete dict), or call :meth:`begin` and :meth:`end`.
+
+    >>> with StreamWriter(file) as stream:                 # doctest: +SKIP
+    ...     stream.add("a.jpg", {"panoptic_mask": mask, "inst2class": {1: 0}})
+    """
+
+    def __init__(self, file: BinaryIO, name: str | None = None) -> None:
+        self._file = file
+        self._name = name if name is not None else str(getattr(file, "name", "snapshot stream"))
+        self._keys: set[str] = set()
+        self._state = "new"
+
+    @property
+    def count(self) -> int:
+        """Entries written so far."""
+        return len(self._keys)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._keys
+
+    def begin(self) -> None:
+        """Write the header (``PROTO 5``, ``EMPTY_DICT``)."""
+        if self._state != "new":
+            raise SnapshotError(f"{self._name}: stream already started")
+        self._file.write(_HEADER)
+        self._state = "open"
+
+    def add(self, key: str, payload: Mapping[str, Any]) -> None:
+        """Append one entry; ``key`` must be new."""
+        if self._state != "open":
+            raise SnapshotError(f"{self._name}: add() outside an open stream")
+        if key in self._keys:
+            raise SnapshotError(f"image key {key!r} written twice to {self._name}")
+        self._keys.add(key)
+        _pickle_body(key, self._file)
+        _pickle_body(dict(payload), self._file)
+        self._file.write(pickle.SETITEM)
+
+    def end(self) -> None:
+        """Write ``STOP``: the stream is now one complete pickle."""
+        if self._state != "open":
+            raise SnapshotError(f"{self._name}: end() without an open stream")
+        self._file.write(pickle.STOP)
+        self._state = "done"
+
+    def __enter__(self) -> StreamWriter:
+        self.begin()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.end()
+
+
 class SnapshotWriter:
-    """Writes a snapshot entry by entry; use as a context manager.
+    """Writes a snapshot file entry by entry, atomically; use as a context manager.
 
     >>> with SnapshotWriter(Path("out.pkl")) as snap:      # doctest: +SKIP
     ...     snap.add("a.jpg", {"panoptic_mask": mask, "inst2class": {1: 0}})
@@ -82,31 +154,27 @@ class SnapshotWriter:
         self.path = Path(path)
         self._partial = self.path.with_name(self.path.name + ".partial")
         self._file: BinaryIO | None = None
-        self._keys: set[str] = set()
+        self._stream: StreamWriter | None = None
 
     @property
     def count(self) -> int:
         """Entries written so far."""
-        return len(self._keys)
+        return self._stream.count if self._stream is not None else 0
 
     def __enter__(self) -> SnapshotWriter:
         try:
             self._file = open(self._partial, "wb")
         except OSError as exc:
             raise SnapshotError(f"cannot write {self.path}: {exc.strerror}") from exc
-        self._file.write(_HEADER)
+        self._stream = StreamWriter(self._file, name=str(self.path))
+        self._stream.begin()
         return self
 
     def add(self, key: str, payload: Mapping[str, Any]) -> None:
         """Append one entry; ``key`` must be new."""
-        if self._file is None:
+        if self._stream is None:
             raise SnapshotError("SnapshotWriter.add() outside its 'with' block")
-        if key in self._keys:
-            raise SnapshotError(f"image key {key!r} written twice to {self.path}")
-        self._keys.add(key)
-        _pickle_body(key, self._file)
-        _pickle_body(dict(payload), self._file)
-        self._file.write(pickle.SETITEM)
+        self._stream.add(key, payload)
 
     def __exit__(
         self,
@@ -120,11 +188,11 @@ class SnapshotWriter:
             self._abort()
 
     def _commit(self) -> None:
-        file = self._file
-        if file is None:
+        file, stream = self._file, self._stream
+        if file is None or stream is None:
             raise SnapshotError("SnapshotWriter closed twice")
         try:
-            file.write(pickle.STOP)
+            stream.end()
             file.flush()
             os.fsync(file.fileno())
             file.close()

@@ -9,6 +9,10 @@ Endpoints (all with ``Authorization: Token <token>``):
 - ``POST /api/tasks/<id>/annotations/`` ``{"result", "was_cancelled", ...}`` -> annotation
 - ``PATCH /api/annotations/<id>/`` ``{"result"}``: bumps ``updated_at``
 - ``GET  /api/projects/<id>/export?exportType=JSON|JSON_MIN&download_all_tasks=true`` -> the file
+- ``POST /api/projects/<id>/import`` JSON ``[{"data": {...}, "annotations": [...]}]``: tasks (with
+  annotations, firing TASKS_CREATED only)
+- ``DELETE /api/tasks/<id>/``; ``GET /api/webhooks/?project=<id>`` -> list of webhooks
+- ``POST /api/token/`` -> ``{"token"}``: a personal access token (JWT refresh token) of the user
 """
 
 from __future__ import annotations
@@ -94,6 +98,28 @@ class LabelStudioClient:
         )
         response.raise_for_status()
         return response.content
+
+    def import_tasks(self, project_id: int, tasks: list[dict[str, Any]]) -> dict[str, Any]:
+        """Import task records (``{"data": ..., "annotations": [...]}``) as JSON."""
+        report: dict[str, Any] = self._json(
+            "POST", f"/api/projects/{project_id}/import", json=tasks
+        )
+        return report
+
+    def delete_task(self, task_id: int) -> None:
+        response = self._http.delete(f"/api/tasks/{task_id}/")
+        response.raise_for_status()
+
+    def webhooks(self, project_id: int) -> list[dict[str, Any]]:
+        hooks: list[dict[str, Any]] = self._json(
+            "GET", "/api/webhooks/", params={"project": project_id}
+        )
+        return hooks
+
+    def create_personal_access_token(self) -> str:
+        """A new personal access token (a JWT refresh token) for the token's user."""
+        token: str = self._json("POST", "/api/token/")["token"]
+        return token
 
     def download(self, path: str) -> bytes:
         """A file Label Studio serves, e.g. an upload's ``/data/upload/...`` URL."""

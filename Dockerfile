@@ -1,0 +1,18 @@
+# ls-panoptic service image: backend (gunicorn), worker (RQ) and the CLI in one image.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+WORKDIR /app
+
+COPY pyproject.toml README.md LICENSE ./
+COPY ls_panoptic ls_panoptic
+COPY worker worker
+COPY backend backend
+COPY cli cli
+RUN pip install . && useradd --create-home --uid 1000 lsp && mkdir /snapshots && chown lsp /snapshots
+
+USER lsp
+ENV LS_PANOPTIC_SNAPSHOT_DIR=/snapshots
+EXPOSE 9090
+ENTRYPOINT ["ls-panoptic"]
+CMD ["serve", "--host", "0.0.0.0", "--port", "9090"]

@@ -1,0 +1,117 @@
+"""The project API, behind ``API_TOKEN`` (``Authorization: Bearer <API_TOKEN>``).
+
+- ``GET /projects/<id>/snapshot.pkl``: the point-in-time snapshot, a pickle of
+  ``{image key: {"panoptic_mask", "inst2class"}}`` that loads with plain ``pickle.load``.
+  The store streams it entry by entry into an anonymous temporary file under
+  ``settings.snapshot_dir`` (no name, so it is gone once closed, even after a crash), which is
+  then sent back in pieces: memory stays near one entry whatever the project's size.
+- ``GET /projects/<id>/snapshot.meta.json``: the sidecar (id2label, provenance, failures).
+- ``GET /projects/<id>/entries``: the state of every task the store tracks.
+- ``POST /projects/<id>/resync``: enqueue a reconciliation with Label Studio -> 202 ``{job_id}``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import tempfile
+from typing import BinaryIO
+
+from flask import Blueprint, Response, jsonify, request, send_file
+
+from worker.store import SnapshotInfo, StoreError
+
+from .errors import ApiError
+from .services import Services, services
+
+__all__ = ["blueprint"]
+
+log = logging.getLogger("ls_panoptic.backend")
+
+blueprint = Blueprint("api", __name__, url_prefix="/projects")
+
+
+@blueprint.before_request
+def _authenticate() -> None:
+    services().api_guard.check(request.headers.get("Authorization"))
+
+
+def _require_known(svc: Services, project: int) -> None:
+    if svc.store.get_project(project) is None:
+        raise ApiError(
+            404,
+            f"project {project} is not in the store; "
+            f"POST /projects/{project}/resync to import it from Label Studio",
+        )
+
+
+@blueprint.get("/<int:project>/snapshot.pkl")
+def snapshot(project: int) -> Response:
+    svc = services()
+    _require_known(svc, project)
+    file, size, info = _write_snapshot(svc, project)
+    log.info(
+        "snapshot project=%d bytes=%d entries=%d failures=%d",
+        project,
+        size,
+        info.count,
+        len(info.failures),
+    )
+    response = send_file(
+        file,
+        mimetype="application/octet-stream",
+        as_attachment=True,
+        download_name=f"project-{project}.pkl",
+        conditional=False,
+        etag=False,
+        max_age=None,
+    )
+    response.content_length = size
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Snapshot-Entries"] = str(info.count)
+    response.headers["X-Snapshot-Failures"] = str(len(info.failures))
+    response.headers["X-Snapshot-Created-At"] = info.created_at
+    return response
+
+
+def _write_snapshot(svc: Services, project: int) -> tuple[BinaryIO, int, SnapshotInfo]:
+    """The snapshot in an anonymous temporary file, rewound; its size; what it holds."""
+    directory = svc.settings.snapshot_dir
+    directory.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as on_failure:
+        file = on_failure.enter_context(
+            tempfile.TemporaryFile(dir=directory, prefix=f"snapshot-{project}-", suffix=".pkl")
+        )
+        try:
+            info = svc.store.write_snapshot(project, file)
+        except StoreError as exc:  # e.g. a pinned entry expired under a very long snapshot
+            raise ApiError(503, f"snapshot failed, retry: {exc}") from None
+        file.flush()
+        size = os.fstat(file.fileno()).st_size
+        file.seek(0)
+        on_failure.pop_all()  # success: the response owns the file and closes it once sent
+    return file, size, info
+
+
+@blueprint.get("/<int:project>/snapshot.meta.json")
+def snapshot_meta(project: int) -> Response:
+    svc = services()
+    _require_known(svc, project)
+    return jsonify(svc.store.snapshot_meta(project))
+
+
+@blueprint.get("/<int:project>/entries")
+def entries(project: int) -> Response:
+    svc = services()
+    _require_known(svc, project)
+    return jsonify([dataclasses.asdict(state) for state in svc.store.states(project)])
+
+
+@blueprint.post("/<int:project>/resync")
+def resync(project: int) -> tuple[Response, int]:
+    """Allowed for unknown projects too: a resync is how a project first enters the store."""
+    job_id = services().dispatcher.resync_project(project)
+    log.info("resync project=%d job=%s", project, job_id)
+    return jsonify({"status": "accepted", "project": project, "job_id": job_id}), 202

@@ -1,0 +1,165 @@
+"""``ls-panoptic resync`` and ``ls-panoptic snapshot``: the live store from the command line.
+
+``snapshot`` writes what ``convert`` writes: one plain pickle ``{image key: {"panoptic_mask",
+"inst2class"}}`` that appears atomically (``<output>.partial``, fsync, rename) and a sidecar
+``<output stem>.meta.json`` beside it, read from the store at one instant (see
+:mod:`worker._store_snapshot`). Exit status as ``convert``: 0 all entries written, 1 some tasks
+failed (the others are written, one line per failure), 2 bad arguments or settings.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import redis
+from rq.job import Job, JobStatus
+
+from ls_panoptic.errors import SnapshotError
+from ls_panoptic.snapshot import sidecar_path, write_json_atomic
+from worker.keys import Keys
+from worker.queueing import SERIALIZER, Dispatcher
+from worker.settings import Settings
+from worker.store import SnapshotInfo, Store, StoreError
+
+from .worker_cmd import load_settings
+
+__all__ = ["resync", "snapshot"]
+
+EXIT_FAILED = 1
+#: seconds between polls of job statuses while waiting
+POLL_SECONDS = 0.5
+_DONE = frozenset({JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED})
+
+
+def _connect(settings: Settings) -> redis.Redis:
+    connection = redis.Redis.from_url(settings.redis_url)
+    try:
+        connection.ping()
+    except redis.RedisError as exc:
+        where = settings.describe()["redis_url"]
+        raise click.ClickException(f"cannot reach Redis at REDIS_URL ({where}): {exc}") from exc
+    return connection
+
+
+@click.command("resync")
+@click.option("--project", type=click.IntRange(min=0), required=True, help="Project id.")
+@click.option("--wait", is_flag=True, help="Wait until the resync and its syncs are done.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0),
+    default=600.0,
+    show_default=True,
+    help="Seconds to wait with --wait.",
+)
+def resync(project: int, wait: bool, timeout: float) -> None:
+    """Compare a Label Studio project with the store and repair it: sync new and changed
+    tasks, drop deleted ones. A running worker (``ls-panoptic worker``) does the work."""
+    settings = load_settings()
+    dispatcher = Dispatcher(_connect(settings), settings)
+    job_id = dispatcher.resync_project(project)
+    click.echo(f"resync of project {project} enqueued as job {job_id}")
+    if not wait:
+        return
+    deadline = time.monotonic() + timeout
+    summary = _result(_wait_for(dispatcher, [job_id], deadline)[0])
+    if summary.get("project_deleted"):
+        click.echo(f"project {project} is gone from Label Studio: dropped from the store")
+        return
+    click.echo(
+        f"{summary['listed']} tasks listed, {summary['to_sync']} to sync "
+        f"({summary['coalesced']} already pending), {summary['dropped']} dropped; "
+        f"label config {summary['config']}"
+    )
+    jobs = _wait_for(dispatcher, list(summary["jobs"]), deadline)
+    failed = [job for job in jobs if job is not None and job.get_status() == JobStatus.FAILED]
+    for job in failed:
+        click.echo(f"job {job.id} ({job.description}) failed: {_last_line(job)}", err=True)
+    click.echo(f"{len(jobs) - len(failed)} syncs done, {len(failed)} failed")
+    if failed:
+        raise SystemExit(EXIT_FAILED)
+
+
+def _wait_for(dispatcher: Dispatcher, job_ids: list[str], deadline: float) -> list[Job | None]:
+    """The jobs once all are done (``None``: expired, so done long ago)."""
+    while True:
+        jobs = Job.fetch_many(job_ids, connection=dispatcher.redis, serializer=SERIALIZER)
+        if all(job is None or job.get_status() in _DONE for job in jobs):
+            return jobs
+        if time.monotonic() > deadline:
+            running = sum(job is not None and job.get_status() not in _DONE for job in jobs)
+            raise click.ClickException(
+                f"{running} job(s) still waiting or running; is a worker running "
+                "(ls-panoptic worker)? Failed jobs are retried with backoff: see /rq"
+            )
+        time.sleep(POLL_SECONDS)
+
+
+def _result(job: Job | None) -> dict[str, Any]:
+    if job is None:
+        raise click.ClickException("the resync job expired before its result was read")
+    if job.get_status() != JobStatus.FINISHED:
+        raise click.ClickException(f"the resync job {job.id} failed: {_last_line(job)}")
+    value = job.return_value()
+    if not isinstance(value, dict):
+        raise click.ClickException(f"the resync job {job.id} returned {value!r}")
+    return value
+
+
+def _last_line(job: Job) -> str:
+    result = job.latest_result()
+    lines = (result.exc_string or "" if result is not None else "").strip().splitlines()
+    return lines[-1] if lines else "no details"
+
+
+@click.command("snapshot")
+@click.option("--project", type=click.IntRange(min=0), required=True, help="Project id.")
+@click.option(
+    "--output",
+    "-o",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Snapshot to write (.pkl); OUTPUT.meta.json is written beside it.",
+)
+def snapshot(project: int, output: Path) -> None:
+    """Write the project's entries from the store as one panoptic pickle plus sidecar JSON,
+    as ``ls-panoptic convert`` does."""
+    settings = load_settings()
+    store = Store(_connect(settings), Keys(settings.key_prefix))
+    if store.get_project(project) is None:
+        raise click.ClickException(
+            f"project {project} is not in the store: connect it (ls-panoptic connect) or "
+            f"run `ls-panoptic resync --project {project} --wait`"
+        )
+    try:
+        info = _write_atomic(store, project, output)
+        write_json_atomic(sidecar_path(output), store.snapshot_meta(project, info))
+    except (StoreError, SnapshotError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    for failure in info.failures:
+        click.echo(str(failure["message"]), err=True)
+    click.echo(
+        f"{info.count} entries -> {output} (+ {sidecar_path(output).name}); "
+        f"{len(info.failures)} failed"
+    )
+    if info.failures:
+        raise SystemExit(EXIT_FAILED)
+
+
+def _write_atomic(store: Store, project: int, output: Path) -> SnapshotInfo:
+    """Stream the snapshot to ``<output>.partial``, fsync, rename: never a half file."""
+    partial = output.with_name(output.name + ".partial")
+    try:
+        with open(partial, "wb") as file:
+            info = store.write_snapshot(project, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(partial, output)
+    except OSError as exc:
+        raise SnapshotError(f"cannot write {output}: {exc.strerror}") from exc
+    finally:
+        partial.unlink(missing_ok=True)
+    return info

@@ -1,0 +1,301 @@
+"""The queue, the jobs and reconciliation against a real Redis, jobs run in-process by an rq
+``SimpleWorker`` in burst mode. Label Studio is a stub here (``StubLabelStudio``: tasks as
+Label Studio's API returns them); ``tests/e2e/test_live_sync.py`` runs the real one."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import pickle
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from rq import Queue, SimpleWorker
+from rq.job import Job, JobStatus
+
+from ls_panoptic.images import ImageInfo
+from ls_panoptic.model import Task
+from ls_panoptic.selection import task_from_dict
+from worker import reconcile, runtime
+from worker.labelstudio import LabelStudioNotFound, LabelStudioUnavailable, ProjectInfo
+from worker.queueing import DEFAULT_RETRY_INTERVALS, SERIALIZER
+from worker.settings import Settings
+
+P = 7  # the project
+CONFIG = """<View><Image name="image" value="$image"/>
+<PolygonLabels name="poly" toName="image"><Label value="leaf"/><Label value="stem"/></PolygonLabels>
+</View>"""
+OLD = "2024-05-01T10:00:00.000000Z"
+
+
+def polygon(label: str, points: list[tuple[float, float]], region: str = "r1") -> dict[str, Any]:
+    value = {"points": [list(p) for p in points], "closed": True, "polygonlabels": [label]}
+    return {"id": region, "from_name": "poly", "to_name": "image", "type": "polygonlabels",
+            "original_width": 40, "original_height": 30, "image_rotation": 0, "value": value}  # fmt: skip
+
+
+def annotation(annotation_id: int, label: str, updated_at: str = OLD) -> dict[str, Any]:
+    result = [polygon(label, [(10, 10), (60, 15), (40, 70)])]
+    return {"id": annotation_id, "result": result, "was_cancelled": False, "completed_by": 1,
+            "created_at": updated_at, "updated_at": updated_at, "ground_truth": False}  # fmt: skip
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat()
+
+
+class StubLabelStudio:
+    """Label Studio as the jobs see it; ``pulls`` counts ``get_task`` calls (= conversions)."""
+
+    def __init__(self) -> None:
+        self.config = CONFIG
+        self.tasks: dict[int, dict[str, Any]] = {}
+        self.pulls: Counter[int] = Counter()
+        self.on_pull: Callable[[int], None] | None = None
+        self.unavailable = False
+
+    def add(self, task_id: int, *annotations: dict[str, Any]) -> None:
+        data = {"image": f"/data/upload/{P}/0123abcd-img{task_id}.jpg"}
+        self.tasks[task_id] = {"id": task_id, "data": data, "annotations": list(annotations)}
+
+    def get_project(self, project_id: int) -> ProjectInfo:
+        if project_id != P:
+            raise LabelStudioNotFound(f"project {project_id}")
+        return ProjectInfo(P, self.config, "stub")
+
+    def get_task(self, task_id: int) -> tuple[int, Task]:
+        if self.unavailable:
+            raise LabelStudioUnavailable("stub: Label Studio is down")
+        self.pulls[task_id] += 1
+        if self.on_pull is not None:
+            self.on_pull(task_id)
+        if task_id not in self.tasks:
+            raise LabelStudioNotFound(f"task {task_id}")
+        return P, task_from_dict(self.tasks[task_id])
+
+    def list_tasks(self, project_id: int) -> Iterator[Task]:
+        for task_id in sorted(self.tasks):
+            yield task_from_dict(self.tasks[task_id])
+
+    def image_info(
+        self, url: str, scratch_dir: Path, *, task_id: int | None = None
+    ) -> ImageInfo | None:
+        raise AssertionError("regions give the size: the image must not be fetched")
+
+
+@pytest.fixture
+def stub() -> StubLabelStudio:
+    return StubLabelStudio()
+
+
+@pytest.fixture
+def rt(
+    redis_client: redis.Redis, stub: StubLabelStudio, tmp_path: Path
+) -> Iterator[runtime.Runtime]:
+    settings = Settings(queue_name="lsp-test", key_prefix="lsptest")
+    built = runtime.build(settings, connection=redis_client, labelstudio=stub, scratch_dir=tmp_path)
+    with runtime.activate(built):
+        yield built
+
+
+def run_burst(rt: runtime.Runtime) -> None:
+    SimpleWorker([rt.dispatcher.queue], connection=rt.redis, serializer=SERIALIZER).work(
+        burst=True
+    )
+
+
+def job_data(rt: runtime.Runtime, job_id: str) -> Any:
+    """The job's stored call, decoded as JSON (it must be JSON)."""
+    raw = rt.redis.hget(Job.key_for(job_id), "data")
+    assert raw is not None
+    return json.loads(zlib.decompress(raw))
+
+
+def test_a_burst_for_one_task_enqueues_one_job_and_converts_once(
+    rt: runtime.Runtime, stub: StubLabelStudio
+) -> None:
+    stub.add(1, annotation(11, "leaf"))
+    enqueued = sum(rt.dispatcher.sync_tasks(P, [1]) for _ in range(1000))
+    assert enqueued == 1 and rt.dispatcher.queue.count == 1
+    run_burst(rt)
+    assert stub.pulls[1] == 1
+    (state,) = rt.store.states(P)
+    assert (state.status, state.annotation_id) == ("ok", 11)
+    entry = rt.store.get_entry(P, 1)
+    assert entry is not None and entry.key == "img1.jpg"
+
+
+def test_events_during_a_conversion_cost_exactly_one_more(
+    rt: runtime.Runtime, stub: StubLabelStudio
+) -> None:
+    stub.add(1, annotation(11, "leaf"))
+    enqueued = [rt.dispatcher.sync_tasks(P, [1]) for _ in range(500)]
+
+    def edit_during_first_pull(task_id: int) -> None:
+        stub.on_pull = None
+        stub.tasks[task_id]["annotations"] = [annotation(11, "stem", now())]
+        enqueued.extend(rt.dispatcher.sync_tasks(P, [task_id]) for _ in range(500))
+
+    stub.on_pull = edit_during_first_pull
+    run_burst(rt)
+    assert sum(enqueued) == 2 and stub.pulls[1] == 2  # 1000 events, two conversions
+    entry = rt.store.get_entry(P, 1)
+    assert entry is not None and set(entry.inst2class.values()) == {1, 2}  # stem + background
+
+
+def test_a_pickled_payload_planted_in_redis_is_never_loaded(
+    rt: runtime.Runtime, tmp_path: Path
+) -> None:
+    marker = tmp_path / "unpickled"
+
+    class Exploit:
+        def __reduce__(self) -> tuple[Any, ...]:
+            return (open, (str(marker), "w"))  # unpickling creates the file
+
+    planted = Queue(rt.dispatcher.queue.name, connection=rt.redis).enqueue(  # rq's pickle default
+        "worker.jobs.drop_tasks", P, [Exploit()]
+    )
+    honest = rt.dispatcher.drop_tasks(P, [5])
+    run_burst(rt)
+    assert not marker.exists()
+    assert rt.dispatcher.queue.failed_job_registry.get_job_ids() == [planted.id]
+    assert Job.fetch(str(honest), rt.redis, SERIALIZER).get_status() == JobStatus.FINISHED
+    pickle.loads(zlib.decompress(rt.redis.hget(planted.key, "data") or b""))  # control:
+    assert marker.exists()  # the payload was live, and the worker did not load it
+
+
+def test_jobs_are_stored_as_json(rt: runtime.Runtime) -> None:
+    dispatcher = rt.dispatcher
+    jobs = {
+        dispatcher.drop_tasks(P, [3, 4, 3]): ["drop_tasks", [P, [3, 4]]],
+        dispatcher.drop_annotations([31, 32]): ["drop_annotations", [[31, 32]]],
+        dispatcher.rebuild_project(P): ["rebuild_project", [P]],
+        dispatcher.resync_project(P): ["resync_project", [P]],
+        dispatcher.enqueue_sync(P, 9): ["sync_task", [P, 9]],
+    }
+    for job_id, (name, args) in jobs.items():
+        assert job_data(rt, str(job_id)) == [f"worker.jobs.{name}", None, args, {}]
+    assert dispatcher.drop_tasks(P, []) is None
+
+
+def test_an_unavailable_label_studio_is_retried_with_backoff(
+    rt: runtime.Runtime, stub: StubLabelStudio
+) -> None:
+    stub.add(1, annotation(11, "leaf"))
+    stub.unavailable = True
+    (job_id,) = [rt.dispatcher.enqueue_sync(P, 1)]
+    run_burst(rt)
+    job = Job.fetch(str(job_id), rt.redis, SERIALIZER)
+    assert job.get_status() == JobStatus.SCHEDULED
+    assert job.retries_left == len(DEFAULT_RETRY_INTERVALS) - 1
+    assert job.id in rt.dispatcher.queue.scheduled_job_registry.get_job_ids()
+    assert rt.redis.get(rt.dispatcher.keys.pending(P, 1)) is None  # new events still enqueue
+    assert rt.store.states(P) == []
+
+
+def test_image_errors_are_recorded_and_the_last_good_entry_kept(
+    rt: runtime.Runtime, stub: StubLabelStudio
+) -> None:
+    stub.add(1, annotation(11, "leaf"))
+    stub.add(2, annotation(21, "stem"))
+    rt.dispatcher.sync_tasks(P, [1, 2])
+    run_burst(rt)
+    stub.tasks[1]["annotations"] = [annotation(12, "weed", now())]
+    rt.dispatcher.sync_tasks(P, [1])
+    run_burst(rt)
+    states = {s.task_id: s for s in rt.store.states(P)}
+    assert states[1].status == "error" and states[2].status == "ok"
+    assert "'weed'" in str(states[1].error) and "region r1" in str(states[1].error)
+    kept = rt.store.get_entry(P, 1)
+    assert kept is not None and kept.meta["annotation_id"] == 11
+
+
+def test_a_deleted_task_is_dropped(rt: runtime.Runtime, stub: StubLabelStudio) -> None:
+    stub.add(1, annotation(11, "leaf"))
+    rt.dispatcher.sync_tasks(P, [1])
+    run_burst(rt)
+    del stub.tasks[1]
+    rt.dispatcher.sync_tasks(P, [1])  # e.g. a late ANNOTATION_UPDATED
+    run_burst(rt)
+    assert rt.store.states(P) == [] and rt.store.get_entry(P, 1) is None
+
+
+def test_a_deleted_annotation_falls_back_to_the_older_one(
+    rt: runtime.Runtime, stub: StubLabelStudio
+) -> None:
+    older, newer = annotation(11, "leaf"), annotation(12, "stem", "2024-06-01T00:00:00Z")
+    stub.add(1, older, newer)
+    rt.dispatcher.sync_tasks(P, [1])
+    run_burst(rt)
+    assert rt.store.task_for_annotation(12) == (P, 1)
+    stub.tasks[1]["annotations"] = [older]
+    rt.dispatcher.drop_annotations([12])
+    run_burst(rt)
+    entry = rt.store.get_entry(P, 1)
+    assert entry is not None and entry.meta["annotation_id"] == 11
+    assert rt.store.task_for_annotation(12) is None
+
+
+def test_resync_repairs_lost_webhooks_and_leaves_the_rest(
+    rt: runtime.Runtime, stub: StubLabelStudio
+) -> None:
+    for task_id in (1, 2, 3):
+        stub.add(task_id, annotation(10 * task_id, "leaf"))
+    rt.dispatcher.sync_tasks(P, [1, 2, 3])
+    run_burst(rt)
+    stub.tasks[1]["annotations"][0] = annotation(10, "stem", now())  # edited, no event
+    del stub.tasks[2]  # deleted, no event
+    stub.add(4, annotation(40, "stem"))  # imported with an annotation, no event
+    stub.add(5)  # no annotation: nothing to store
+    pulls = stub.pulls.copy()
+    summary = reconcile.resync(rt, P)
+    run_burst(rt)
+    assert (summary["to_sync"], summary["dropped"], summary["config"]) == (2, 1, "same")
+    assert stub.pulls - pulls == Counter({1: 1, 4: 1})
+    assert [s.task_id for s in rt.store.states(P)] == [1, 3, 4]
+    edited = rt.store.get_entry(P, 1)
+    assert edited is not None and set(edited.inst2class.values()) == {1, 2}
+
+
+def test_a_label_config_change_rebuilds_the_project(
+    rt: runtime.Runtime, stub: StubLabelStudio
+) -> None:
+    stub.add(1, annotation(11, "leaf"))
+    stub.add(2, annotation(21, "leaf"))
+    rt.dispatcher.sync_tasks(P, [1, 2])
+    run_burst(rt)
+    stub.config = CONFIG.replace('<Label value="leaf"/><Label value="stem"/>',
+                                 '<Label value="stem"/><Label value="leaf"/>')  # fmt: skip
+    rt.dispatcher.sync_tasks(P, [1])  # any event: the sync notices the new config
+    run_burst(rt)
+    for task_id in (1, 2):
+        entry = rt.store.get_entry(P, task_id)
+        assert entry is not None and set(entry.inst2class.values()) == {1, 2}  # leaf is 1 now
+    assert stub.pulls == Counter({1: 3, 2: 2})  # first sync, the noticing sync, the rebuild
+
+
+def test_a_lost_pending_job_is_revived_by_resync(
+    rt: runtime.Runtime, stub: StubLabelStudio
+) -> None:
+    stub.add(1, annotation(11, "leaf"))
+    rt.redis.set(rt.dispatcher.keys.pending(P, 1), "lsptest-sync-lost")
+    assert rt.dispatcher.sync_tasks(P, [1]) == 0  # coalesced into a job that does not exist
+    assert reconcile.resync(rt, P)["enqueued"] == 1
+    run_burst(rt)
+    assert stub.pulls[1] == 1 and rt.store.get_entry(P, 1) is not None
+
+
+def test_the_periodic_resync_is_scheduled_once_per_period(
+    rt: runtime.Runtime, stub: StubLabelStudio
+) -> None:
+    at = dt.datetime(2030, 1, 1, 0, 3, tzinfo=dt.timezone.utc)
+    first = rt.dispatcher.schedule_resync_all(600, now=at)
+    assert first == f"lsptest-resync-all-{int(at.timestamp()) - 180 + 600}"
+    assert rt.dispatcher.schedule_resync_all(600, now=at) is None  # another worker: no copy
+    assert rt.dispatcher.queue.scheduled_job_registry.get_job_ids() == [first]
+    assert rt.dispatcher.schedule_resync_all(0) is None  # turned off

@@ -1,0 +1,146 @@
+"""The RQ job functions. Thin: arguments are ints and lists of ints (JSON), the context comes
+from :func:`worker.runtime.current`, results are JSON (shown in rq-dashboard).
+
+``sync_task`` pulls the task's CURRENT state from Label Studio, whatever the event said:
+webhook payloads can be stale or reordered. Its result is one of ``ok`` (entry stored),
+``empty`` (no usable annotation: no entry), ``error`` (recorded in the task's state, the last
+good entry kept), ``stale`` (a newer state was stored meanwhile) or ``dropped`` (the task is
+gone from Label Studio or from this project).
+
+Ordering: every write carries the Redis server's time taken right after the pending flag was
+cleared and before the task was pulled. A newer pull therefore always carries a later stamp,
+and the store refuses to let an older stamp replace a newer one. (The annotation's own
+``updated_at`` would not do: deleting the newest annotation makes an *older* one current, and
+a task with no usable annotation has none.)
+
+Images: the image is read (from ``LS_PANOPTIC_IMAGES_DIR``) or downloaded (from Label Studio)
+only when the mask depends on it: ``orientation=file`` (the EXIF orientation rotates the mask)
+or an annotation without area regions (the image gives the size). Otherwise the regions'
+``original_width``/``original_height`` give the display-frame size, so the mask is the same
+bytes with or without the image, and a sync costs no image transfer. The EXIF consistency
+check of the batch CLI (``--images``) is therefore not made live.
+
+Failures: Label Studio unavailable (or refusing the key) and Redis errors propagate, so rq
+retries the job with backoff (``queueing.DEFAULT_RETRY_INTERVALS``) and the dashboard shows it;
+anything wrong with one image is recorded in that task's state and never fails the job.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from ls_panoptic.convert import convert_task
+from ls_panoptic.errors import ImageError, PanopticError
+from ls_panoptic.labels import LabelSet
+from ls_panoptic.model import Annotation, ConvertOptions, Entry, Task
+from ls_panoptic.naming import image_key, image_url
+from ls_panoptic.parse import parse_result
+from ls_panoptic.selection import select_annotation
+
+from . import reconcile, runtime
+from .labelstudio import (
+    LabelStudioAuthError,
+    LabelStudioError,
+    LabelStudioNotFound,
+    LabelStudioUnavailable,
+)
+
+__all__ = [
+    "drop_annotations",
+    "drop_tasks",
+    "rebuild_project",
+    "resync_all",
+    "resync_project",
+    "sync_task",
+]
+
+
+def sync_task(project: int, task_id: int) -> str:
+    """Pull one task from Label Studio, convert it and store the result (see module doc)."""
+    rt = runtime.current()
+    rt.dispatcher.clear_pending(project, task_id)  # before the pull: later events re-enqueue
+    observed = rt.clock()
+    try:
+        owner, task = rt.labelstudio.get_task(task_id)
+        if owner != project:  # Label Studio on SQLite reuses the ids of deleted tasks
+            raise LabelStudioNotFound(f"task {task_id} is no longer in project {project}")
+        labels = reconcile.project_labels(rt, project)
+    except LabelStudioNotFound:
+        rt.store.delete_tasks(project, [task_id])
+        return "dropped"
+    except PanopticError as exc:  # the project's label config is unusable
+        rt.store.record_error(project, task_id, f"project {project}: {exc}", observed)
+        return "error"
+    rt.store.index_annotations(project, task_id, [a.id for a in task.annotations if a.id])
+    try:
+        entry = _convert(rt, task, labels)
+    except (LabelStudioUnavailable, LabelStudioAuthError):
+        raise
+    except (PanopticError, LabelStudioError, ValueError) as exc:
+        message = str(exc) if isinstance(exc, ImageError) else f"task {task_id}: {exc}"
+        rt.store.record_error(project, task_id, message, observed)
+        return "error"
+    if entry is None:
+        stored = rt.store.mark_empty(project, task_id, observed)
+        return "empty" if stored else "stale"
+    return "ok" if rt.store.put_entry(project, task_id, entry, observed) else "stale"
+
+
+def drop_tasks(project: int, task_ids: list[int]) -> int:
+    """Remove the entries and states of deleted tasks; returns how many were removed."""
+    return runtime.current().store.delete_tasks(project, task_ids)
+
+
+def drop_annotations(annotation_ids: list[int]) -> int:
+    """Re-sync the tasks whose annotations were deleted; returns how many tasks."""
+    rt = runtime.current()
+    tasks: defaultdict[int, set[int]] = defaultdict(set)
+    for annotation_id in annotation_ids:
+        found = rt.store.task_for_annotation(annotation_id)
+        if found is not None:
+            tasks[found[0]].add(found[1])
+    rt.store.forget_annotations(annotation_ids)
+    for project, task_ids in sorted(tasks.items()):
+        rt.dispatcher.sync_tasks(project, sorted(task_ids))
+    return sum(len(ids) for ids in tasks.values())
+
+
+def rebuild_project(project: int) -> dict[str, Any]:
+    """Refresh the label config and re-convert every task (label config changed, training)."""
+    return reconcile.resync(runtime.current(), project, force=True)
+
+
+def resync_project(project: int) -> dict[str, Any]:
+    """Repair what lost webhooks left out of date; returns :func:`reconcile.resync`'s summary."""
+    return reconcile.resync(runtime.current(), project)
+
+
+def resync_all() -> dict[str, Any]:
+    """The periodic resync: one resync job per known project, then schedule the next round."""
+    rt = runtime.current()
+    projects = sorted(rt.store.project_ids())
+    jobs = [rt.dispatcher.resync_project(project) for project in projects]
+    following = rt.dispatcher.schedule_resync_all(rt.settings.resync_interval)
+    return {"projects": projects, "jobs": jobs, "next": following}
+
+
+def _convert(rt: runtime.Runtime, task: Task, labels: LabelSet) -> Entry | None:
+    options = rt.options
+    annotation = select_annotation(task, options.annotation, options.use_predictions)
+    if annotation is None:
+        return None
+    url = image_url(task.data, labels.image_value)
+    key = image_key(url, options.key, task.id)
+    if not _needs_image(annotation, options, task.id):
+        return convert_task(task, key, labels, options)
+    with tempfile.TemporaryDirectory(dir=rt.scratch_dir) as folder:
+        image = rt.labelstudio.image_info(url, Path(folder), task_id=task.id)
+        return convert_task(task, key, labels, options, image)
+
+
+def _needs_image(annotation: Annotation, options: ConvertOptions, task_id: int | None) -> bool:
+    """Whether the mask depends on the image file (see module doc)."""
+    return options.orientation == "file" or not parse_result(annotation.result, task_id).regions

@@ -1,0 +1,87 @@
+"""The Redis key schema: the ONLY place Redis key strings are built.
+
+::
+
+    {prefix}:projects                       SET     project ids known to the store
+    {prefix}:annotations                    HASH    annotation id -> "project:task_id"
+    {prefix}:events                         HASH    event type -> count (for /metrics)
+    {prefix}:p:{project}:project            HASH    label_config, config_hash, id2label, updated_at
+    {prefix}:p:{project}:manifest           HASH    task id -> version of its current entry blob
+    {prefix}:p:{project}:states             HASH    task id -> JSON status record
+    {prefix}:p:{project}:blob:{task}:{ver}  HASH    one immutable stored entry
+    {prefix}:p:{project}:pending:{task}     STRING  coalescing flag (queueing)
+
+Every key of a project starts with :meth:`Keys.project_prefix`. Ids are non-negative integers
+and versions lower-case hex, checked here, so no caller can smuggle a separator or a glob
+character into a key.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["DEFAULT_PREFIX", "Keys"]
+
+DEFAULT_PREFIX = "lsp"
+_PREFIX = re.compile(r"[A-Za-z0-9_.:-]+")
+_VERSION = re.compile(r"[0-9a-f]{1,64}")
+
+
+def _id(value: int, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{what} must be a non-negative integer, not {value!r}")
+    return value
+
+
+class Keys:
+    """Builds every key under one prefix (``LS_PANOPTIC_KEY_PREFIX``)."""
+
+    def __init__(self, prefix: str = DEFAULT_PREFIX) -> None:
+        if not _PREFIX.fullmatch(prefix):
+            raise ValueError(f"key prefix {prefix!r}: use letters, digits and _ . : - only")
+        self.prefix = prefix
+
+    def __repr__(self) -> str:
+        return f"Keys({self.prefix!r})"
+
+    def projects(self) -> str:
+        """SET of the project ids known to the store."""
+        return f"{self.prefix}:projects"
+
+    def annotations(self) -> str:
+        """HASH annotation id -> ``"project:task_id"`` (``ANNOTATIONS_DELETED`` has ids only)."""
+        return f"{self.prefix}:annotations"
+
+    def events(self) -> str:
+        """HASH event type -> count, for ``/metrics``."""
+        return f"{self.prefix}:events"
+
+    def project_prefix(self, project: int) -> str:
+        """The common start of every key of ``project``."""
+        return f"{self.prefix}:p:{_id(project, 'project id')}:"
+
+    def project(self, project: int) -> str:
+        """HASH: label_config, config_hash, id2label (JSON), updated_at."""
+        return self.project_prefix(project) + "project"
+
+    def manifest(self, project: int) -> str:
+        """HASH task id -> version id of the task's current entry blob."""
+        return self.project_prefix(project) + "manifest"
+
+    def states(self, project: int) -> str:
+        """HASH task id -> JSON status record."""
+        return self.project_prefix(project) + "states"
+
+    def blob(self, project: int, task_id: int, version: str) -> str:
+        """HASH: one immutable stored entry (see :mod:`worker.store`)."""
+        if not isinstance(version, str) or not _VERSION.fullmatch(version):
+            raise ValueError(f"entry version must be lower-case hex, not {version!r}")
+        return f"{self.project_prefix(project)}blob:{_id(task_id, 'task id')}:{version}"
+
+    def blob_pattern(self, project: int) -> str:
+        """``SCAN MATCH`` pattern of every entry blob of ``project`` (current or superseded)."""
+        return self.project_prefix(project) + "blob:*"
+
+    def pending(self, project: int, task_id: int) -> str:
+        """STRING flag: a sync job for this task is queued and has not started yet."""
+        return f"{self.project_prefix(project)}pending:{_id(task_id, 'task id')}"

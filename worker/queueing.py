@@ -1,0 +1,214 @@
+"""Work for the worker: one RQ queue with a JSON serializer, and coalescing per task.
+
+What this module writes to Redis:
+
+- the RQ queue ``settings.queue_name`` and rq's own job hashes and registries. Jobs name their
+  function by dotted path (``worker.jobs.sync_task``) and carry only ints, strings and lists,
+  serialised with rq's :class:`~rq.serializers.JSONSerializer`: nothing the service reads back
+  from Redis is ever unpickled. Every queue and worker of the service comes from
+  :func:`make_queue` / :data:`SERIALIZER` so no pickling default can slip in.
+- ``keys.pending(project, task)``: STRING, the id of the sync job that will pull that task,
+  set with ``SET NX EX DEFAULT_PENDING_TTL``.
+- ``keys.events()``: HASH, event type -> count (``/metrics``).
+
+Coalescing: a sync job is enqueued only when the pending flag of its (project, task) was newly
+set; the job clears the flag *before* it pulls the task from Label Studio. Events arriving
+while a job waits add nothing; events arriving while it runs enqueue exactly one more job,
+which pulls the state after them. A burst for one task therefore costs at most two
+conversions, and the last state always wins. The flag expires (``DEFAULT_PENDING_TTL``) so
+that a job lost with its flag set cannot block the task for ever; a resync does not wait for
+that: it re-enqueues when the job the flag names no longer exists (``revive=True``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+import redis
+from rq import Queue, Retry
+from rq.exceptions import DuplicateJobError, NoSuchJobError
+from rq.job import Job, JobStatus
+from rq.serializers import JSONSerializer
+
+from .keys import Keys
+from .settings import Settings
+
+__all__ = [
+    "DEFAULT_PENDING_TTL",
+    "DEFAULT_RETRY_INTERVALS",
+    "JOBS_MODULE",
+    "SERIALIZER",
+    "Dispatcher",
+    "make_queue",
+]
+
+#: rq's JSON serializer: the only one the service uses (never pickle)
+SERIALIZER = JSONSerializer
+#: module holding the job functions, referenced by dotted path (the backend never imports it)
+JOBS_MODULE = "worker.jobs"
+#: seconds a pending flag lives: longer than any sane queue backlog; a lost job frees it then
+DEFAULT_PENDING_TTL = 3600
+#: seconds between attempts of a job that failed (Label Studio unavailable): backoff, ~1 h total
+DEFAULT_RETRY_INTERVALS = (10, 30, 120, 600, 1800)
+#: seconds one task may take (download + conversion of a large image)
+DEFAULT_SYNC_TIMEOUT = 600
+#: seconds a resync or rebuild may take (it lists every task of a project)
+DEFAULT_PROJECT_TIMEOUT = 3600
+#: seconds the result of a finished job is kept (dashboard, ``resync --wait``)
+DEFAULT_RESULT_TTL = 3600
+_ALIVE = frozenset({JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.STARTED, JobStatus.DEFERRED})
+
+
+def make_queue(connection: redis.Redis, name: str) -> Queue:
+    """The service's RQ queue ``name``, JSON-serialised."""
+    return Queue(name, connection=connection, serializer=SERIALIZER)
+
+
+def _retry() -> Retry:
+    return Retry(max=len(DEFAULT_RETRY_INTERVALS), interval=list(DEFAULT_RETRY_INTERVALS))
+
+
+def _job(name: str) -> str:
+    return f"{JOBS_MODULE}.{name}"
+
+
+class Dispatcher:
+    """Enqueues the worker's jobs; used by the webhook receiver, the API, the CLI and the jobs."""
+
+    def __init__(self, redis: redis.Redis, settings: Settings) -> None:
+        self.redis = redis
+        self.keys = Keys(settings.key_prefix)
+        self.queue = make_queue(redis, settings.queue_name)
+        # rq job ids allow letters, digits, '_' and '-' only
+        self._prefix = re.sub(r"[^A-Za-z0-9_-]", "-", settings.key_prefix) or "lsp"
+
+    def sync_tasks(self, project: int, task_ids: Iterable[int]) -> int:
+        """Pull and convert these tasks, coalesced per task; returns how many jobs were enqueued."""
+        ids = [int(t) for t in dict.fromkeys(task_ids)]
+        if not ids:
+            return 0
+        job_ids = [self._new_id("sync") for _ in ids]
+        with self.redis.pipeline(transaction=False) as pipe:
+            for task_id, job_id in zip(ids, job_ids, strict=True):
+                pipe.set(
+                    self.keys.pending(project, task_id), job_id, nx=True, ex=DEFAULT_PENDING_TTL
+                )
+            flagged = pipe.execute()
+        datas = [
+            self._sync_data(project, task_id, job_id)
+            for task_id, job_id, newly_set in zip(ids, job_ids, flagged, strict=True)
+            if newly_set
+        ]
+        if datas:
+            self.queue.enqueue_many(datas)
+        return len(datas)
+
+    def enqueue_sync(self, project: int, task_id: int, *, revive: bool = False) -> str | None:
+        """Sync one task; the new job's id, or ``None`` when a pending job already covers it.
+
+        With ``revive``, a flag whose job no longer exists (lost) is taken over.
+        """
+        key = self.keys.pending(project, task_id)
+        job_id = self._new_id("sync")
+        if not self.redis.set(key, job_id, nx=True, ex=DEFAULT_PENDING_TTL):
+            if not revive or self._job_alive(self.redis.get(key)):
+                return None
+            self.redis.set(key, job_id, ex=DEFAULT_PENDING_TTL)
+        self.queue.enqueue_many([self._sync_data(project, task_id, job_id)])
+        return job_id
+
+    def clear_pending(self, project: int, task_id: int) -> None:
+        """Called by the sync job before it pulls the task: later events enqueue a new job."""
+        self.redis.delete(self.keys.pending(project, task_id))
+
+    def drop_tasks(self, project: int, task_ids: Iterable[int]) -> str | None:
+        """Remove these tasks' entries (``TASKS_DELETED``); the job id, ``None`` if no ids."""
+        ids = [int(t) for t in dict.fromkeys(task_ids)]
+        if not ids:
+            return None
+        return self._enqueue("drop_tasks", [project, ids], DEFAULT_SYNC_TIMEOUT)
+
+    def drop_annotations(self, annotation_ids: Iterable[int]) -> str | None:
+        """Re-sync the tasks of deleted annotations (``ANNOTATIONS_DELETED`` names only those)."""
+        ids = [int(a) for a in dict.fromkeys(annotation_ids)]
+        if not ids:
+            return None
+        return self._enqueue("drop_annotations", [ids], DEFAULT_SYNC_TIMEOUT)
+
+    def rebuild_project(self, project: int) -> str:
+        """Refresh the label config and re-convert every task of the project; the job id."""
+        return self._enqueue("rebuild_project", [project], DEFAULT_PROJECT_TIMEOUT)
+
+    def resync_project(self, project: int) -> str:
+        """Compare Label Studio with the store and repair the differences; the job id."""
+        return self._enqueue("resync_project", [project], DEFAULT_PROJECT_TIMEOUT)
+
+    def schedule_resync_all(self, interval: float, now: dt.datetime | None = None) -> str | None:
+        """Schedule the periodic resync of every known project at the next multiple of
+        ``interval`` seconds since the epoch; the job id, ``None`` when already scheduled.
+
+        The job id names that instant, so any number of workers scheduling it agree on one
+        job (rq's ``unique``); the job schedules the next one. Needs a worker running rq's
+        scheduler (``worker --with-scheduler``) to be enqueued when due.
+        """
+        if interval <= 0:
+            return None
+        now = now or dt.datetime.now(dt.timezone.utc)
+        due = (math.floor(now.timestamp() / interval) + 1) * interval
+        job = self.queue.create_job(
+            _job("resync_all"),
+            job_id=f"{self._prefix}-resync-all-{int(due)}",
+            timeout=DEFAULT_PROJECT_TIMEOUT,
+            result_ttl=DEFAULT_RESULT_TTL,
+        )
+        try:
+            self.queue.schedule_job(
+                job, dt.datetime.fromtimestamp(due, dt.timezone.utc), unique=True
+            )
+        except DuplicateJobError:
+            return None
+        return job.id
+
+    def count_event(self, action: str) -> None:
+        """Count one received event by type (``/metrics``)."""
+        self.redis.hincrby(self.keys.events(), action, 1)
+
+    def _sync_data(self, project: int, task_id: int, job_id: str) -> Any:
+        return Queue.prepare_data(
+            _job("sync_task"),
+            args=[project, task_id],
+            job_id=job_id,
+            timeout=DEFAULT_SYNC_TIMEOUT,
+            result_ttl=DEFAULT_RESULT_TTL,
+            retry=_retry(),
+            description=f"sync project {project} task {task_id}",
+        )
+
+    def _enqueue(self, name: str, args: list[Any], timeout: int) -> str:
+        job = self.queue.enqueue_call(
+            _job(name),
+            args=args,
+            timeout=timeout,
+            result_ttl=DEFAULT_RESULT_TTL,
+            retry=_retry(),
+            job_id=self._new_id(name.replace("_", "-")),
+        )
+        return job.id
+
+    def _new_id(self, kind: str) -> str:
+        return f"{self._prefix}-{kind}-{uuid.uuid4().hex}"
+
+    def _job_alive(self, job_id: bytes | str | None) -> bool:
+        if job_id is None:
+            return False
+        text = job_id.decode() if isinstance(job_id, bytes) else job_id
+        try:
+            job = Job.fetch(text, connection=self.redis, serializer=SERIALIZER)
+        except (NoSuchJobError, ValueError):
+            return False
+        return job.get_status(refresh=False) in _ALIVE

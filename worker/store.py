@@ -1,0 +1,252 @@
+"""The live store: converted entries, task states and project records in Redis.
+
+Every write of a task's entry is one ``MULTI``/``EXEC`` under ``WATCH`` of the project's manifest
+and states (run again when another writer got there first). It writes an immutable blob (format:
+:mod:`worker._store_codec`), points the manifest at it, and ``EXPIRE``\\ s the blob it supersedes
+after ``grace_seconds``, so a snapshot in progress still reads what it pinned. A state made from
+an older Label Studio state (``source_updated_at``, compared as instants, not strings) never
+replaces a newer one; an equal one does (a rebuild under a new label config). Nothing read from
+Redis is unpickled: it holds JSON text and zstd bytes only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable
+from typing import Any, BinaryIO
+
+from redis.client import Pipeline
+
+from ls_panoptic.model import Entry
+from ls_panoptic.selection import parse_timestamp
+
+from . import _store_snapshot
+from ._store_base import DEFAULT_GRACE_SECONDS, utc_now
+from ._store_codec import (
+    EntryState,
+    StoredEntry,
+    StoreError,
+    decode_entry,
+    decode_state,
+    encode_entry,
+    encode_state,
+    text,
+)
+from ._store_projects import ProjectIndex, ProjectRecord
+from ._store_snapshot import SnapshotInfo
+
+__all__ = [
+    "DEFAULT_GRACE_SECONDS",
+    "EntryState",
+    "ProjectRecord",
+    "SnapshotInfo",
+    "Store",
+    "StoreError",
+    "StoredEntry",
+]
+
+MAX_ERROR_CHARS = 2000
+_Update = Callable[[Pipeline, "EntryState | None", "str | None"], bool]
+
+
+class Store(ProjectIndex):
+    """Entries and states of Label Studio projects in one Redis database.
+
+    ``Store(redis, keys, grace_seconds=3600)``: ``redis`` must return bytes
+    (``decode_responses=False``). Project records and the annotation index: see
+    :class:`worker._store_projects.ProjectIndex`.
+    """
+
+    def put_entry(self, project: int, task_id: int, entry: Entry, source_updated_at: str) -> bool:
+        """Make ``entry`` the task's current entry; ``False`` when a newer state is stored.
+
+        Raises:
+            ValueError: a bad timestamp, or an entry that cannot be stored (the task is named).
+        """
+        stamp = _stamp(source_updated_at)
+        try:
+            version, fields = encode_entry(entry, source_updated_at)
+        except ValueError as exc:
+            raise ValueError(f"task {task_id}: {exc}") from None
+        blob = self._keys.blob(project, task_id, version)
+        annotation = entry.meta.get("annotation_id")
+        state = EntryState(
+            task_id, entry.key, annotation if isinstance(annotation, int) else None,
+            source_updated_at, "ok", None, utc_now(),
+        )  # fmt: skip
+
+        def update(pipe: Pipeline, old: EntryState | None, current: str | None) -> bool:
+            if _newer(old, stamp):
+                return False
+            pipe.multi()
+            pipe.hset(blob, mapping=fields)  # type: ignore[arg-type]
+            pipe.persist(blob)  # the same conversion again may revive a superseded blob
+            self._point(pipe, project, task_id, current, version, state)
+            return True
+
+        return self._update_task(project, task_id, update)
+
+    def get_entry(self, project: int, task_id: int) -> StoredEntry | None:
+        """The task's current entry (its mask a fresh ``uint32`` array), or ``None``.
+
+        Raises:
+            StoreError: the stored entry is unreadable.
+        """
+        blob = ""
+        for _attempt in range(3):  # the manifest may move on between the two reads
+            version = text(self._redis.hget(self._keys.manifest(project), str(task_id)))
+            if version is None:
+                return None
+            blob = self._keys.blob(project, task_id, version)
+            fields = self._redis.hgetall(blob)
+            if fields:
+                return decode_entry(blob, fields)  # type: ignore[arg-type]  # bytes client
+        raise StoreError(f"{blob}: the manifest points at a missing blob")
+
+    def mark_empty(self, project: int, task_id: int, source_updated_at: str) -> bool:
+        """The task has no usable annotation: drop its entry, state ``empty``.
+
+        ``False`` when a newer state is stored.
+        """
+        stamp = _stamp(source_updated_at)
+        state = EntryState(task_id, None, None, source_updated_at, "empty", None, utc_now())
+
+        def update(pipe: Pipeline, old: EntryState | None, current: str | None) -> bool:
+            if _newer(old, stamp):
+                return False
+            pipe.multi()
+            self._point(pipe, project, task_id, current, None, state)
+            return True
+
+        return self._update_task(project, task_id, update)
+
+    def record_error(
+        self, project: int, task_id: int, message: str, source_updated_at: str | None
+    ) -> None:
+        """The task failed to convert: state ``error``; its last good entry stays.
+
+        Ignored when a newer state is stored. Without a timestamp (the task could not even be
+        fetched) the stored one is kept, so a stale success cannot slip in afterwards.
+        """
+        stamp = _stamp(source_updated_at) if source_updated_at else None
+
+        def update(pipe: Pipeline, old: EntryState | None, current: str | None) -> bool:
+            if stamp is not None and _newer(old, stamp):
+                return False
+            state = EntryState(
+                task_id, old.key if old else None, old.annotation_id if old else None,
+                source_updated_at or (old.updated_at if old else None), "error",
+                message[:MAX_ERROR_CHARS], utc_now(),
+            )  # fmt: skip
+            pipe.multi()
+            pipe.hset(self._keys.states(project), str(task_id), encode_state(state))
+            pipe.sadd(self._keys.projects(), project)
+            return True
+
+        self._update_task(project, task_id, update)
+
+    def delete_tasks(self, project: int, task_ids: Iterable[int]) -> int:
+        """Forget these tasks (entries, states, annotation index); returns how many were known."""
+        ids = sorted({int(t) for t in task_ids})
+        if not ids:
+            return 0
+        manifest, states = self._keys.manifest(project), self._keys.states(project)
+        fields = [str(t) for t in ids]
+
+        def delete(pipe: Pipeline) -> int:
+            versions = [text(v) for v in pipe.hmget(manifest, fields)]
+            recorded = pipe.hmget(states, fields)
+            known = sum(
+                v is not None or s is not None for v, s in zip(versions, recorded, strict=True)
+            )
+            pipe.multi()
+            pipe.hdel(manifest, *fields)
+            pipe.hdel(states, *fields)
+            for task_id, version in zip(ids, versions, strict=True):
+                if version is not None:
+                    pipe.expire(self._keys.blob(project, task_id, version), self.grace_seconds)
+            return known
+
+        count = self._transact([manifest, states], delete)
+        targets = {f"{project}:{t}" for t in ids}
+        self._forget_annotations_where(lambda where: where in targets)
+        return count
+
+    def task_ids(self, project: int) -> set[int]:
+        """Tasks with a state record."""
+        return {int(t) for t in self._redis.hkeys(self._keys.states(project))}
+
+    def states(self, project: int) -> list[EntryState]:
+        """Every task's state record, by task id.
+
+        Raises:
+            StoreError: a record is unreadable.
+        """
+        where = self._keys.states(project)
+        found = [decode_state(where, raw) for raw in self._redis.hgetall(where).values()]
+        return sorted(found, key=lambda s: s.task_id)
+
+    def write_snapshot(self, project: int, file: BinaryIO) -> SnapshotInfo:
+        """Write the project's entries, as they are at the call, to ``file``: one plain pickle.
+
+        Point-in-time, one entry in memory at a time: see :mod:`worker._store_snapshot`.
+        ``file`` is neither flushed nor closed; it holds a complete pickle only on success.
+
+        Raises:
+            StoreError: the snapshot outlived the grace period, or an entry is unreadable.
+        """
+        return _store_snapshot.write_snapshot(self._redis, self._keys, project, file)
+
+    def snapshot_meta(self, project: int, info: SnapshotInfo | None = None) -> dict[str, Any]:
+        """The sidecar JSON of ``info``'s snapshot, or of the project as it is now."""
+        record = self.get_project(project)
+        id2label = record.id2label if record else {}
+        return _store_snapshot.snapshot_meta(self._redis, self._keys, project, id2label, info)
+
+    def _update_task(self, project: int, task_id: int, update: _Update) -> bool:
+        """Run ``update(pipe, stored state, current version)`` as one optimistic transaction."""
+        manifest, states = self._keys.manifest(project), self._keys.states(project)
+
+        def body(pipe: Pipeline) -> bool:
+            raw = pipe.hget(states, str(task_id))
+            old = decode_state(f"{states}[{task_id}]", raw) if raw is not None else None
+            return update(pipe, old, text(pipe.hget(manifest, str(task_id))))
+
+        return self._transact([manifest, states], body)
+
+    def _point(
+        self,
+        pipe: Pipeline,
+        project: int,
+        task_id: int,
+        current: str | None,
+        version: str | None,
+        state: EntryState,
+    ) -> None:
+        """Queue: manifest -> ``version`` (or none), the superseded blob expires, the state."""
+        field = str(task_id)
+        if version is None:
+            pipe.hdel(self._keys.manifest(project), field)
+        else:
+            pipe.hset(self._keys.manifest(project), field, version)
+        if current is not None and current != version:
+            pipe.expire(self._keys.blob(project, task_id, current), self.grace_seconds)
+        pipe.hset(self._keys.states(project), field, encode_state(state))
+        pipe.sadd(self._keys.projects(), project)
+
+
+def _stamp(value: str) -> dt.datetime:
+    try:
+        return parse_timestamp(value)
+    except (ValueError, AttributeError):
+        raise ValueError(f"source_updated_at {value!r} is not an ISO 8601 timestamp") from None
+
+
+def _newer(state: EntryState | None, stamp: dt.datetime) -> bool:
+    """Whether the stored state was made from a strictly newer Label Studio state."""
+    if state is None or not state.updated_at:
+        return False
+    try:
+        return parse_timestamp(state.updated_at) > stamp
+    except ValueError:
+        return False  # an unreadable stored stamp must not block repairs
