@@ -10,19 +10,16 @@ the retries of failed jobs after their backoff, so run at least one worker with 
 
 from __future__ import annotations
 
-import logging
-
 import click
 import redis
 from rq import Worker
 
 from worker import runtime
+from worker.labelstudio import LabelStudioError
 from worker.queueing import SERIALIZER
 from worker.settings import Settings, SettingsError
 
 __all__ = ["worker"]
-
-logger = logging.getLogger("ls_panoptic.worker")
 
 
 def load_settings() -> Settings:
@@ -53,13 +50,15 @@ def worker(burst: bool, with_scheduler: bool) -> None:
         settings.require_label_studio()
         with runtime.running(settings) as rt:
             rt.redis.ping()
-            logger.info("worker settings: %s", settings.describe())
+            click.echo(f"ls-panoptic worker: {settings.describe()}", err=True)
             if with_scheduler and not burst:
                 rt.dispatcher.schedule_resync_all(settings.resync_interval)
             rq_worker = Worker([rt.dispatcher.queue], connection=rt.redis, serializer=SERIALIZER)
             rq_worker.work(burst=burst, with_scheduler=with_scheduler)
     except SettingsError as exc:
         raise click.UsageError(str(exc)) from exc
+    except LabelStudioError as exc:  # e.g. a personal access token refused at start
+        raise click.ClickException(str(exc)) from exc
     except redis.ConnectionError as exc:
         raise click.ClickException(
             f"cannot reach Redis at REDIS_URL ({settings.describe()['redis_url']}): {exc}"

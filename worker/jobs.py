@@ -74,19 +74,19 @@ def sync_task(project: int, task_id: int) -> str:
     except PanopticError as exc:  # the project's label config is unusable
         rt.store.record_error(project, task_id, f"project {project}: {exc}", observed)
         return "error"
-    rt.store.index_annotations(project, task_id, [a.id for a in task.annotations if a.id])
+    ids = [a.id for a in task.annotations if a.id is not None]
+    rt.store.index_annotations(project, task_id, ids)
     try:
         entry = _convert(rt, task, labels)
+        if entry is None:
+            return "empty" if rt.store.mark_empty(project, task_id, observed) else "stale"
+        return "ok" if rt.store.put_entry(project, task_id, entry, observed) else "stale"
     except (LabelStudioUnavailable, LabelStudioAuthError):
         raise
     except (PanopticError, LabelStudioError, ValueError) as exc:
         message = str(exc) if isinstance(exc, ImageError) else f"task {task_id}: {exc}"
         rt.store.record_error(project, task_id, message, observed)
         return "error"
-    if entry is None:
-        stored = rt.store.mark_empty(project, task_id, observed)
-        return "empty" if stored else "stale"
-    return "ok" if rt.store.put_entry(project, task_id, entry, observed) else "stale"
 
 
 def drop_tasks(project: int, task_ids: list[int]) -> int:

@@ -89,6 +89,7 @@ class Dispatcher:
 
     def sync_tasks(self, project: int, task_ids: Iterable[int]) -> int:
         """Pull and convert these tasks, coalesced per task; returns how many jobs were enqueued."""
+        project = int(project)
         ids = [int(t) for t in dict.fromkeys(task_ids)]
         if not ids:
             return 0
@@ -113,6 +114,7 @@ class Dispatcher:
 
         With ``revive``, a flag whose job no longer exists (lost) is taken over.
         """
+        project, task_id = int(project), int(task_id)
         key = self.keys.pending(project, task_id)
         job_id = self._new_id("sync")
         if not self.redis.set(key, job_id, nx=True, ex=DEFAULT_PENDING_TTL):
@@ -131,7 +133,7 @@ class Dispatcher:
         ids = [int(t) for t in dict.fromkeys(task_ids)]
         if not ids:
             return None
-        return self._enqueue("drop_tasks", [project, ids], DEFAULT_SYNC_TIMEOUT)
+        return self._enqueue("drop_tasks", [int(project), ids], DEFAULT_SYNC_TIMEOUT)
 
     def drop_annotations(self, annotation_ids: Iterable[int]) -> str | None:
         """Re-sync the tasks of deleted annotations (``ANNOTATIONS_DELETED`` names only those)."""
@@ -142,11 +144,11 @@ class Dispatcher:
 
     def rebuild_project(self, project: int) -> str:
         """Refresh the label config and re-convert every task of the project; the job id."""
-        return self._enqueue("rebuild_project", [project], DEFAULT_PROJECT_TIMEOUT)
+        return self._enqueue("rebuild_project", [int(project)], DEFAULT_PROJECT_TIMEOUT)
 
     def resync_project(self, project: int) -> str:
         """Compare Label Studio with the store and repair the differences; the job id."""
-        return self._enqueue("resync_project", [project], DEFAULT_PROJECT_TIMEOUT)
+        return self._enqueue("resync_project", [int(project)], DEFAULT_PROJECT_TIMEOUT)
 
     def schedule_resync_all(self, interval: float, now: dt.datetime | None = None) -> str | None:
         """Schedule the periodic resync of every known project at the next multiple of

@@ -78,14 +78,7 @@ def resync(runtime: Runtime, project: int, *, force: bool = False) -> dict[str, 
         return {"project": project, "project_deleted": True}
     force = force or change == "changed"
     states = {state.task_id: state for state in runtime.store.states(project)}
-    listed: set[int] = set()
-    to_sync: list[int] = []
-    for task in runtime.labelstudio.list_tasks(project):
-        if task.id is None:
-            continue
-        listed.add(task.id)
-        if needs_sync(task, states.get(task.id), runtime.options, force=force):
-            to_sync.append(task.id)
+    listed, to_sync = _compare(runtime, project, states, force)
     gone = sorted(set(states) - listed)
     dropped = runtime.store.delete_tasks(project, gone) if gone else 0
     jobs = [
@@ -104,6 +97,21 @@ def resync(runtime: Runtime, project: int, *, force: bool = False) -> dict[str, 
         "dropped": dropped,
         "jobs": jobs,
     }
+
+
+def _compare(
+    runtime: Runtime, project: int, states: dict[int, EntryState], force: bool
+) -> tuple[set[int], list[int]]:
+    """List Label Studio's tasks: the ids listed, and those to sync."""
+    listed: set[int] = set()
+    to_sync: list[int] = []
+    for task in runtime.labelstudio.list_tasks(project):
+        if task.id is None:
+            continue
+        listed.add(task.id)
+        if needs_sync(task, states.get(task.id), runtime.options, force=force):
+            to_sync.append(task.id)
+    return listed, to_sync
 
 
 def needs_sync(

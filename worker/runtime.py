@@ -168,6 +168,8 @@ def running(
         )
         with activate(runtime):
             yield runtime
+        if labelstudio is None and isinstance(runtime.labelstudio, LabelStudio):
+            runtime.labelstudio.close()
         if connection is None:
             runtime.redis.close()
     finally:

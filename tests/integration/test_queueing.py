@@ -35,8 +35,8 @@ OLD = "2024-05-01T10:00:00.000000Z"
 
 def polygon(label: str, points: list[tuple[float, float]], region: str = "r1") -> dict[str, Any]:
     value = {"points": [list(p) for p in points], "closed": True, "polygonlabels": [label]}
-    return {"id": region, "from_name": "poly", "to_name": "image", "type": "polygonlabels",
-            "original_width": 40, "original_height": 30, "image_rotation": 0, "value": value}  # fmt: skip
+    item = {"id": region, "from_name": "poly", "to_name": "image", "type": "polygonlabels"}
+    return {**item, "original_width": 40, "original_height": 30, "value": value}
 
 
 def annotation(annotation_id: int, label: str, updated_at: str = OLD) -> dict[str, Any]:
@@ -104,15 +104,13 @@ def rt(
 
 
 def run_burst(rt: runtime.Runtime) -> None:
-    SimpleWorker([rt.dispatcher.queue], connection=rt.redis, serializer=SERIALIZER).work(
-        burst=True
-    )
+    SimpleWorker([rt.dispatcher.queue], connection=rt.redis, serializer=SERIALIZER).work(burst=True)
 
 
 def job_data(rt: runtime.Runtime, job_id: str) -> Any:
     """The job's stored call, decoded as JSON (it must be JSON)."""
     raw = rt.redis.hget(Job.key_for(job_id), "data")
-    assert raw is not None
+    assert isinstance(raw, bytes)
     return json.loads(zlib.decompress(raw))
 
 
@@ -165,18 +163,20 @@ def test_a_pickled_payload_planted_in_redis_is_never_loaded(
     assert not marker.exists()
     assert rt.dispatcher.queue.failed_job_registry.get_job_ids() == [planted.id]
     assert Job.fetch(str(honest), rt.redis, SERIALIZER).get_status() == JobStatus.FINISHED
-    pickle.loads(zlib.decompress(rt.redis.hget(planted.key, "data") or b""))  # control:
-    assert marker.exists()  # the payload was live, and the worker did not load it
+    raw = rt.redis.hget(planted.key, "data")
+    assert isinstance(raw, bytes)
+    pickle.loads(zlib.decompress(raw))  # control: the payload was live, the worker never loaded it
+    assert marker.exists()
 
 
 def test_jobs_are_stored_as_json(rt: runtime.Runtime) -> None:
     dispatcher = rt.dispatcher
-    jobs = {
-        dispatcher.drop_tasks(P, [3, 4, 3]): ["drop_tasks", [P, [3, 4]]],
-        dispatcher.drop_annotations([31, 32]): ["drop_annotations", [[31, 32]]],
-        dispatcher.rebuild_project(P): ["rebuild_project", [P]],
-        dispatcher.resync_project(P): ["resync_project", [P]],
-        dispatcher.enqueue_sync(P, 9): ["sync_task", [P, 9]],
+    jobs: dict[str | None, tuple[str, list[Any]]] = {
+        dispatcher.drop_tasks(P, [3, 4, 3]): ("drop_tasks", [P, [3, 4]]),
+        dispatcher.drop_annotations([31, 32]): ("drop_annotations", [[31, 32]]),
+        dispatcher.rebuild_project(P): ("rebuild_project", [P]),
+        dispatcher.resync_project(P): ("resync_project", [P]),
+        dispatcher.enqueue_sync(P, 9): ("sync_task", [P, 9]),
     }
     for job_id, (name, args) in jobs.items():
         assert job_data(rt, str(job_id)) == [f"worker.jobs.{name}", None, args, {}]
