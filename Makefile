@@ -22,9 +22,13 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 setup: $(VENV)/.installed
 setup-test: $(VENV)/.installed-test
 
-## The main job: a synthetic Label Studio project converted end to end, previews included.
-demo: setup
-	$(BIN)/ls-panoptic demo
+## The main job: the live service end to end on this machine, without Docker. Redis, Label
+## Studio 1.23.2 (from .venv-labelstudio), the backend and a worker run as local processes; a
+## project annotated through Label Studio's API fills the store by webhooks, and the snapshot
+## from the backend is checked bit for bit against a batch conversion of Label Studio's export.
+## Everything it started is stopped at the end. (Batch only, no service: `ls-panoptic demo`.)
+demo: setup label-studio redis
+	$(BIN)/ls-panoptic up --demo
 
 ## The whole test suite: unit tests, CLI tests, and end-to-end tests against a real
 ## Label Studio 1.23.2 (installed into its own virtualenv by .ci/install-label-studio).

@@ -9,6 +9,7 @@ from .convert import convert
 from .demo import demo
 from .serve import serve
 from .store_cmds import resync, snapshot
+from .up import up
 from .worker_cmd import worker
 
 __all__ = ["cli", "main"]
@@ -21,13 +22,14 @@ def cli() -> None:
     Hugging Face Mask2Former: one pickle {image_name: {"panoptic_mask", "inst2class"}}.
 
     \b
-    Start with:   ls-panoptic demo            (synthetic project, end to end)
+    Start with:   ls-panoptic up --demo       (live stack + Label Studio, end to end)
+                  ls-panoptic demo            (batch only: synthetic export -> pickle)
     Your data:    ls-panoptic convert export.json --images imgs/ --output gt.pkl
-    Live sync:    ls-panoptic serve / worker / connect / resync / snapshot
+    Live sync:    ls-panoptic up | serve / worker / connect / resync / snapshot
     """
 
 
-for command in (convert, demo, serve, worker, connect, resync, snapshot):
+for command in (up, convert, demo, serve, worker, connect, resync, snapshot):
     cli.add_command(command)
 
 
