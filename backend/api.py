@@ -31,6 +31,8 @@ __all__ = ["blueprint"]
 log = logging.getLogger("ls_panoptic.backend")
 
 blueprint = Blueprint("api", __name__, url_prefix="/projects")
+#: a project id Label Studio can have (a database integer); any other path is 404
+_PROJECT = "/<int(min=1, max=9223372036854775807):project>"
 
 
 @blueprint.before_request
@@ -47,7 +49,7 @@ def _require_known(svc: Services, project: int) -> None:
         )
 
 
-@blueprint.get("/<int:project>/snapshot.pkl")
+@blueprint.get(_PROJECT + "/snapshot.pkl")
 def snapshot(project: int) -> Response:
     svc = services()
     _require_known(svc, project)
@@ -95,21 +97,21 @@ def _write_snapshot(svc: Services, project: int) -> tuple[BinaryIO, int, Snapsho
     return file, size, info
 
 
-@blueprint.get("/<int:project>/snapshot.meta.json")
+@blueprint.get(_PROJECT + "/snapshot.meta.json")
 def snapshot_meta(project: int) -> Response:
     svc = services()
     _require_known(svc, project)
     return jsonify(svc.store.snapshot_meta(project))
 
 
-@blueprint.get("/<int:project>/entries")
+@blueprint.get(_PROJECT + "/entries")
 def entries(project: int) -> Response:
     svc = services()
     _require_known(svc, project)
     return jsonify([dataclasses.asdict(state) for state in svc.store.states(project)])
 
 
-@blueprint.post("/<int:project>/resync")
+@blueprint.post(_PROJECT + "/resync")
 def resync(project: int) -> tuple[Response, int]:
     """Allowed for unknown projects too: a resync is how a project first enters the store."""
     job_id = services().dispatcher.resync_project(project)

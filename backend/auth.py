@@ -15,7 +15,6 @@ mode (``create_app`` refuses otherwise): the guard then lets every request throu
 from __future__ import annotations
 
 import base64
-import binascii
 import hmac
 from dataclasses import dataclass
 
@@ -39,7 +38,7 @@ def presented_token(header: str | None, *, allow_basic: bool) -> str | None:
     if scheme == "basic" and allow_basic:
         try:
             raw = base64.b64decode(credentials, validate=True)
-        except binascii.Error:
+        except ValueError:  # binascii.Error, or text that is not even ASCII
             return None
         try:
             decoded = raw.decode("utf-8")

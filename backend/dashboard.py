@@ -15,19 +15,21 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 import rq_dashboard
-from flask import Flask, request
+from flask import Flask, Response, request
 from redis import Redis
+from rq.exceptions import NoSuchJobError
 from rq_dashboard.web import config as dashboard_config
 
 from worker.queueing import SERIALIZER
 
-from .errors import ApiError
+from .errors import ApiError, error_response
 from .services import services
 
 __all__ = ["DASHBOARD_PREFIX", "mount_dashboard"]
 
 DASHBOARD_PREFIX = "/rq"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_PREFIX0 = f"{DASHBOARD_PREFIX}/0/"
 
 
 def mount_dashboard(app: Flask, redis: Redis, redis_url: str) -> None:
@@ -48,6 +50,7 @@ def mount_dashboard(app: Flask, redis: Redis, redis_url: str) -> None:
         view_func=rq_dashboard.blueprint.send_static_file,
     )
     app.before_request(_guard)
+    app.register_error_handler(NoSuchJobError, _no_such_job)
 
 
 def _guard() -> None:
@@ -57,6 +60,15 @@ def _guard() -> None:
     services().dashboard_guard.check(request.headers.get("Authorization"))
     if request.method not in _SAFE_METHODS and not _same_origin():
         raise ApiError(403, "cross-site request to the dashboard refused")
+    # rq-dashboard raises LookupError (a 500) past its list of Redis URLs; ours has one
+    instance = (request.view_args or {}).get("instance_number")
+    if instance is not None and instance != 0:
+        raise ApiError(404, f"no dashboard instance {instance}: the dashboard has one, {_PREFIX0}")
+
+
+def _no_such_job(exc: NoSuchJobError) -> Response:
+    """rq-dashboard's job views raise it for an unknown (or expired) job id."""
+    return error_response(404, "no such job (unknown, or its result expired)")
 
 
 def _same_origin() -> bool:

@@ -85,6 +85,7 @@ class Ignored:
 Event = SyncTasks | DropTasks | DropAnnotations | CheckConfig | Rebuild | Ignored
 
 _ACTION = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
+MAX_ID = 2**63 - 1  # Label Studio's ids are database integers: larger ones name nothing
 
 
 def counter_name(action: str) -> str:
@@ -95,6 +96,8 @@ def counter_name(action: str) -> str:
 def _int_id(value: object, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise PayloadError(f"{where} must be a positive integer id, got {type(value).__name__}")
+    if value > MAX_ID:
+        raise PayloadError(f"{where} must be a positive integer id, got one above {MAX_ID}")
     return value
 
 

@@ -75,7 +75,7 @@ def _json_object() -> dict[str, object]:
         return {}
     try:
         payload = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # syntax, encoding, too long a number, too deep
         raise ApiError(400, "body is not valid JSON") from None
     if not isinstance(payload, dict):
         raise ApiError(400, f"body must be a JSON object, got {type(payload).__name__}")

@@ -72,6 +72,8 @@ def _decode_event() -> Event:
         raise ApiError(400, "body is not valid JSON: not UTF-8/16/32 text") from None
     except RecursionError:
         raise ApiError(400, "body is not usable JSON: nested too deeply") from None
+    except ValueError:  # an integer past Python's digit limit (sys.get_int_max_str_digits)
+        raise ApiError(400, "body is not usable JSON: a number is too long") from None
     try:
         return parse_event(payload)
     except PayloadError as exc:

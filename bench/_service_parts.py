@@ -596,13 +596,11 @@ class _Live:
               " ".join(f"{k}={v}" for k, v in sorted(outcomes.items())),
               1000 * statistics.median(runs) if runs else "-"]],
         )  # fmt: skip
-        if runs:
-            bound = math.ceil(sent.seconds / statistics.median(runs)) + 1
-            print(
-                "  each sync job clears the task's pending flag as it starts, so the next event "
-                "enqueues one more:\n  a burst costs about (burst duration / job duration) + 1 "
-                f"conversions, here <= {bound}; <= 2 holds for bursts shorter than one job"
-            )
+        print(
+            "  a sync job waits until the task has been quiet for LS_PANOPTIC_DEBOUNCE_MS "
+            "(at most LS_PANOPTIC_DEBOUNCE_MAX_S)\n  before it clears the pending flag, so a "
+            "burst with short gaps costs one conversion (two if it outlasts the cap)"
+        )
         report.target(
             "burst <= 2 conversions", f"{len(jobs)} (burst {sent.seconds:.1f} s)", len(jobs) <= 2
         )

@@ -91,6 +91,9 @@ def serve(host: str, port: int, workers: int, threads: int, dev: bool) -> None:
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     app = build_app()
     if dev:
+        # werkzeug's access log writes whole request lines (query strings included); our own
+        # request log (method, path, status, ms) is enough.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
         app.run(host=host, port=port, debug=False, use_reloader=False, threaded=True)
         return
     GunicornApp(app, gunicorn_options(host, port, workers, threads)).run()

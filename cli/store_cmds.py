@@ -74,7 +74,8 @@ def resync(project: int, wait: bool, timeout: float) -> None:
         f"({summary['coalesced']} already pending), {summary['dropped']} dropped; "
         f"label config {summary['config']}"
     )
-    jobs = _wait_for(dispatcher, list(summary["jobs"]), deadline)
+    # the syncs it enqueued, and the pending ones it found covering the other tasks to sync
+    jobs = _wait_for(dispatcher, [*summary["jobs"], *summary.get("pending", [])], deadline)
     failed = [job for job in jobs if job is not None and job.get_status() == JobStatus.FAILED]
     for job in failed:
         click.echo(f"job {job.id} ({job.description}) failed: {_last_line(job)}", err=True)

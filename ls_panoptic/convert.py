@@ -59,6 +59,33 @@ def _image_size(
     return next(iter(sizes))
 
 
+def _check_regions(regions: int, options: ConvertOptions, task_id: int | None) -> None:
+    """Refuse absurd region counts before any region is rasterised."""
+    if regions > options.max_regions:
+        raise ImageError(
+            task_id,
+            f"{regions} regions, more than the limit of {options.max_regions}; raise "
+            "max_regions (LS_PANOPTIC_MAX_REGIONS in the service) if they are real",
+        )
+
+
+def _check_pixels(height: int, width: int, options: ConvertOptions, task_id: int | None) -> None:
+    """Refuse absurd image sizes before anything image-sized is allocated."""
+    if height * width > options.max_pixels:
+        raise ImageError(
+            task_id,
+            f"image size {_shown(width)}x{_shown(height)} (width x height) is more than the "
+            f"limit of {options.max_pixels} pixels; raise max_pixels "
+            "(LS_PANOPTIC_MAX_IMAGE_PIXELS in the service) if it is real",
+        )
+
+
+def _shown(number: int) -> str:
+    """A size for messages: a corrupt one can have hundreds of digits."""
+    text = str(number)
+    return text if len(text) <= 12 else f"{text[:3]}...({len(text)} digits)"
+
+
 def _class_id(region: Region, ctx: _Context) -> int | None:
     class_id = ctx.labels.class_id(region.label)
     if class_id is not None:
@@ -128,7 +155,9 @@ def convert_task(
             next call with the same scratch (see :class:`~ls_panoptic.compose.Scratch`).
 
     Raises:
-        ImageError: (or a subclass) this image cannot be converted; the message says why.
+        ImageError: (or a subclass) this image cannot be converted; the message says why. Among
+            the reasons: more than ``options.max_regions`` regions, or more than
+            ``options.max_pixels`` pixels (checked before anything image-sized is allocated).
     """
     annotation = select_annotation(task, options.annotation, options.use_predictions)
     if annotation is None:
@@ -136,7 +165,9 @@ def convert_task(
     ctx = _Context(task, labels, options, [])
     parsed = parse_result(annotation.result, task.id)
     ctx.warnings.extend(parsed.warnings)
+    _check_regions(len(parsed.regions), options, task.id)
     height, width = _image_size(parsed.regions, image, task.id)
+    _check_pixels(height, width, options, task.id)
     layers = _layers(parsed.regions, ctx)
     stuff = frozenset(c for c in map(labels.class_id, options.stuff) if c is not None)
     comp = compose(

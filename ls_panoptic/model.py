@@ -13,6 +13,8 @@ import numpy.typing as npt
 
 __all__ = [
     "AREA_KINDS",
+    "DEFAULT_MAX_PIXELS",
+    "DEFAULT_MAX_REGIONS",
     "Annotation",
     "ConvertOptions",
     "Entry",
@@ -27,6 +29,11 @@ AREA_KINDS: tuple[RegionKind, ...] = ("brush", "bitmask", "polygon", "rectangle"
 Overlap = Literal["last", "first", "smallest"]
 Orientation = Literal["display", "file"]
 KeyScheme = Literal["name", "path", "task"]
+
+#: largest image converted (height x width): its mask alone takes 4 bytes a pixel (400 MB here)
+DEFAULT_MAX_PIXELS = 100_000_000
+#: most area regions one annotation may hold (Label Studio's UI makes tens to hundreds)
+DEFAULT_MAX_REGIONS = 10_000
 
 
 @dataclass(frozen=True)
@@ -92,6 +99,10 @@ class ConvertOptions:
         orientation: ``display`` (as the browser shows it, ``exif_transpose``) or ``file``
             (mask rotated back onto the stored pixel grid).
         key: how an image key is derived: file ``name``, relative ``path``, or ``task`` id.
+        max_pixels: largest image (height x width) converted; a larger one fails before any
+            image-sized buffer is allocated.
+        max_regions: most area regions an annotation may hold; more fail before any region
+            is rasterised.
     """
 
     overlap: Overlap = "last"
@@ -102,6 +113,8 @@ class ConvertOptions:
     use_predictions: bool = False
     orientation: Orientation = "display"
     key: KeyScheme = "name"
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_regions: int = DEFAULT_MAX_REGIONS
 
 
 @dataclass

@@ -12,6 +12,7 @@ and counted by ``type``.
 from __future__ import annotations
 
 import math
+import sys
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -90,12 +91,24 @@ def _size_of(item: Mapping[str, Any], task_id: int | None, region_id: str) -> tu
     sizes = []
     for name in ("original_height", "original_width"):
         raw = item.get(name)
-        if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw):
+        if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not _finite(raw):
             raise RegionError(task_id, region_id, f"{name} is missing or not a number ({raw!r})")
         if raw != int(raw) or raw <= 0:
             raise RegionError(task_id, region_id, f"{name} must be a positive integer, got {raw!r}")
         sizes.append(int(raw))
     return sizes[0], sizes[1]
+
+
+def _finite(number: float) -> bool:
+    """``math.isfinite`` that takes ints of any size (it raises past the float range)."""
+    return isinstance(number, int) or math.isfinite(number)
+
+
+def _rotation(raw: object) -> float:
+    """``image_rotation`` in degrees; NaN (refused later) when it is not a usable number."""
+    if isinstance(raw, (int, float)) and abs(raw) <= sys.float_info.max:  # not NaN, inf, 10**400
+        return float(raw)
+    return math.nan
 
 
 @dataclass
@@ -136,7 +149,6 @@ def _region(region_id: str, group: _Group, task_id: int | None, warnings: list[s
     if len(labels) > 1:
         warnings.append(f"region {region_id} has labels {labels}: using {labels[0]!r}")
     height, width = _size_of(source, task_id, region_id)
-    rotation = source.get("image_rotation") or 0
     return Region(
         id=region_id,
         kind=_KIND_OF_TYPE[type_],
@@ -145,7 +157,7 @@ def _region(region_id: str, group: _Group, task_id: int | None, warnings: list[s
         height=height,
         width=width,
         value=value,
-        image_rotation=float(rotation) if isinstance(rotation, (int, float)) else math.nan,
+        image_rotation=_rotation(source.get("image_rotation") or 0),
     )
 
 

@@ -23,7 +23,6 @@ as implausible rather than clipped, so float error can never reach the pixels.
 from __future__ import annotations
 
 import base64
-import binascii
 import io
 import math
 from collections.abc import Callable, Mapping
@@ -180,7 +179,7 @@ def _png_alpha(url: str, height: int, width: int) -> npt.NDArray[np.uint8]:
     """Alpha channel of a PNG data URL: ``uint8`` ``(height, width)``, C-contiguous."""
     try:
         data = base64.b64decode(url[len(PNG_DATA_URL_PREFIX) :], validate=True)
-    except binascii.Error as exc:
+    except ValueError as exc:  # binascii.Error, or text that is not even ASCII
         raise GeometryError(f"imageDataURL is not valid base64 ({exc})") from exc
     if not data.startswith(_PNG_SIGNATURE):
         raise GeometryError("imageDataURL does not hold a PNG (no PNG signature)")

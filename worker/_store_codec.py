@@ -87,6 +87,9 @@ class EntryState:
         status: ``ok`` (entry current), ``empty`` (no usable annotation: no entry) or
             ``error`` (last conversion failed; the last good entry, if any, is kept).
         converted_at: when the store last recorded this state (UTC, ISO 8601).
+        config_hash: SHA-256 (hex) of the label config the entry was converted with, so a
+            resync finds entries a config change left behind (``None``: no entry, or a record
+            written before this field existed).
     """
 
     task_id: int
@@ -96,6 +99,7 @@ class EntryState:
     status: str
     error: str | None
     converted_at: str
+    config_hash: str | None = None
 
 
 def dumps(value: Any) -> str:
@@ -204,6 +208,8 @@ def decode_state(where: str, raw: bytes | str) -> EntryState:
     """
     try:
         data = json.loads(raw)
-        return EntryState(**{name: data[name] for name in EntryState.__dataclass_fields__})
+        # a field missing from an older record takes its default; a required one raises
+        fields = [name for name in EntryState.__dataclass_fields__ if name in data]
+        return EntryState(**{name: data[name] for name in fields})
     except (KeyError, ValueError, TypeError) as exc:
         raise StoreError(f"{where}: state record is unreadable ({exc!r})") from exc

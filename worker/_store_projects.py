@@ -12,9 +12,14 @@ from redis.client import Pipeline
 from ._store_base import StoreBase, utc_now
 from ._store_codec import StoreError, dumps, text
 
-__all__ = ["ProjectIndex", "ProjectRecord"]
+__all__ = ["ProjectIndex", "ProjectRecord", "config_hash"]
 
 _SCAN = 1000
+
+
+def config_hash(label_config: str) -> str:
+    """SHA-256 (hex) of a label config: what ``ProjectRecord`` and ``EntryState`` record."""
+    return hashlib.sha256(label_config.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -45,7 +50,7 @@ class ProjectIndex(StoreBase):
         """Record the project's label config; ``True`` if it is new or changed."""
         record = {
             "label_config": label_config,
-            "config_hash": hashlib.sha256(label_config.encode()).hexdigest(),
+            "config_hash": config_hash(label_config),
             "id2label": dumps({str(k): v for k, v in sorted(id2label.items())}),
             "updated_at": utc_now(),
         }

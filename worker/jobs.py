@@ -7,6 +7,14 @@ webhook payloads can be stale or reordered. Its result is one of ``ok`` (entry s
 good entry kept), ``stale`` (a newer state was stored meanwhile) or ``dropped`` (the task is
 gone from Label Studio or from this project).
 
+Debounce: before clearing the task's pending flag the job waits (at most
+``LS_PANOPTIC_DEBOUNCE_MAX_S``) until the task's latest event is ``LS_PANOPTIC_DEBOUNCE_MS`` old,
+so a burst of events costs one conversion (see :mod:`worker.queueing`).
+
+Label config: the sync uses the config the store holds while it was fetched from Label Studio
+less than ``LS_PANOPTIC_CONFIG_TTL_S`` ago (:func:`worker.reconcile.project_labels`); a
+``PROJECT_UPDATED`` that changed it enqueues a rebuild, which fetches it, as every resync does.
+
 Ordering: every write carries the Redis server's time taken right after the pending flag was
 cleared and before the task was pulled. A newer pull therefore always carries a later stamp,
 and the store refuses to let an older stamp replace a newer one. (The annotation's own
@@ -28,6 +36,7 @@ anything wrong with one image is recorded in that task's state and never fails t
 from __future__ import annotations
 
 import tempfile
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -61,18 +70,29 @@ __all__ = [
 def sync_task(project: int, task_id: int) -> str:
     """Pull one task from Label Studio, convert it and store the result (see module doc)."""
     rt = runtime.current()
+    started = time.monotonic()
+    settings = rt.settings
+    # let a burst of events for the task settle first (bounded), so it costs one conversion
+    rt.dispatcher.await_quiet(
+        project, task_id, settings.debounce_ms / 1000, started + settings.debounce_max_s
+    )
     rt.dispatcher.clear_pending(project, task_id)  # before the pull: later events re-enqueue
     observed = rt.clock()
     try:
         owner, task = rt.labelstudio.get_task(task_id)
         if owner != project:  # Label Studio on SQLite reuses the ids of deleted tasks
             raise LabelStudioNotFound(f"task {task_id} is no longer in project {project}")
-        labels = reconcile.project_labels(rt, project)
+        labels, config_hash = reconcile.project_labels(rt, project)
     except LabelStudioNotFound:
         rt.store.delete_tasks(project, [task_id])
         return "dropped"
     except PanopticError as exc:  # the project's label config is unusable
         rt.store.record_error(project, task_id, f"project {project}: {exc}", observed)
+        return "error"
+    except (LabelStudioUnavailable, LabelStudioAuthError):
+        raise  # rq retries with backoff
+    except LabelStudioError as exc:  # e.g. task data the client cannot use: a retry won't help
+        rt.store.record_error(project, task_id, str(exc), observed)
         return "error"
     ids = [a.id for a in task.annotations if a.id is not None]
     rt.store.index_annotations(project, task_id, ids)
@@ -80,7 +100,8 @@ def sync_task(project: int, task_id: int) -> str:
         entry = _convert(rt, task, labels)
         if entry is None:
             return "empty" if rt.store.mark_empty(project, task_id, observed) else "stale"
-        return "ok" if rt.store.put_entry(project, task_id, entry, observed) else "stale"
+        stored = rt.store.put_entry(project, task_id, entry, observed, config_hash)
+        return "ok" if stored else "stale"
     except (LabelStudioUnavailable, LabelStudioAuthError):
         raise
     except (PanopticError, LabelStudioError, ValueError) as exc:

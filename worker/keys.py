@@ -10,6 +10,8 @@
     {prefix}:p:{project}:states             HASH    task id -> JSON status record
     {prefix}:p:{project}:blob:{task}:{ver}  HASH    one immutable stored entry
     {prefix}:p:{project}:pending:{task}     STRING  coalescing flag (queueing)
+    {prefix}:p:{project}:event:{task}       STRING  Redis time of the task's latest event (debounce)
+    {prefix}:p:{project}:config_checked     STRING  hash of the config last fetched (expires: TTL)
 
 Every key of a project starts with :meth:`Keys.project_prefix`. Ids are non-negative integers
 and versions lower-case hex, checked here, so no caller can smuggle a separator or a glob
@@ -85,3 +87,12 @@ class Keys:
     def pending(self, project: int, task_id: int) -> str:
         """STRING flag: a sync job for this task is queued and has not started yet."""
         return f"{self.project_prefix(project)}pending:{_id(task_id, 'task id')}"
+
+    def last_event(self, project: int, task_id: int) -> str:
+        """STRING: the Redis server time (``seconds.micros``) of the task's latest sync event."""
+        return f"{self.project_prefix(project)}event:{_id(task_id, 'task id')}"
+
+    def config_checked(self, project: int) -> str:
+        """STRING: hash of the label config last fetched from Label Studio; its TTL is the
+        config cache's lifetime (``LS_PANOPTIC_CONFIG_TTL_S``)."""
+        return self.project_prefix(project) + "config_checked"

@@ -10,6 +10,9 @@ What this module writes to Redis:
 - ``keys.pending(project, task)``: STRING, the id of the sync job that will pull that task,
   set with ``SET NX EX DEFAULT_PENDING_TTL``.
 - ``keys.events()``: HASH, event type -> count (``/metrics``).
+- ``keys.last_event(project, task)``: STRING, the Redis server time of the task's latest sync
+  event (``seconds.micros``, written by a server-side script: one clock for every machine),
+  expiring after ``DEBOUNCE_KEY_TTL``.
 
 Coalescing: a sync job is enqueued only when the pending flag of its (project, task) was newly
 set; the job clears the flag *before* it pulls the task from Label Studio. Events arriving
@@ -18,6 +21,16 @@ which pulls the state after them. A burst for one task therefore costs at most t
 conversions, and the last state always wins. The flag expires (``DEFAULT_PENDING_TTL``) so
 that a job lost with its flag set cannot block the task for ever; a resync does not wait for
 that: it re-enqueues when the job the flag names no longer exists (``revive=True``).
+
+Debounce: a job started while events for its task are still streaming in would clear the flag
+mid-burst, and the rest of the burst would enqueue one more job, again and again. So every
+event also records its Redis time (in the same pipeline as the flag: one round trip), and the
+sync job, *before* it clears the flag, waits until the task's latest event is
+``LS_PANOPTIC_DEBOUNCE_MS`` old (:meth:`Dispatcher.await_quiet`), but never longer than
+``LS_PANOPTIC_DEBOUNCE_MAX_S`` from the job's start. A burst whose gaps are shorter than that
+quiet period then costs one conversion, two when the cap cuts it or an event lands between
+the flag's clearing and the pull; an isolated event waits at most the quiet period. The
+ordering argument is unchanged: the pull still follows the clearing of the flag.
 """
 
 from __future__ import annotations
@@ -25,8 +38,9 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import redis
@@ -39,6 +53,7 @@ from .keys import Keys
 from .settings import Settings
 
 __all__ = [
+    "DEBOUNCE_KEY_TTL",
     "DEFAULT_PENDING_TTL",
     "DEFAULT_RETRY_INTERVALS",
     "JOBS_MODULE",
@@ -53,7 +68,19 @@ SERIALIZER = JSONSerializer
 JOBS_MODULE = "worker.jobs"
 #: seconds a pending flag lives: longer than any sane queue backlog; a lost job frees it then
 DEFAULT_PENDING_TTL = 3600
-#: seconds between attempts of a job that failed (Label Studio unavailable): backoff, ~1 h total
+#: seconds a task's latest-event time lives: longer than any quiet period (settings cap 60 s)
+DEBOUNCE_KEY_TTL = 120
+#: records the Redis server's time in each key of KEYS (``seconds.micros``), EX ARGV[1]
+_STAMP_EVENTS = """
+local t = redis.call('TIME')
+local now = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
+for _, key in ipairs(KEYS) do
+  redis.call('SET', key, now, 'EX', ARGV[1])
+end
+return now
+"""
+#: seconds between attempts of a job that failed (Label Studio unavailable): backoff, ~1 h total;
+#: ``LS_PANOPTIC_RETRY_INTERVALS`` replaces it (stamped into each job when it is enqueued)
 DEFAULT_RETRY_INTERVALS = (10, 30, 120, 600, 1800)
 #: seconds one task may take (download + conversion of a large image)
 DEFAULT_SYNC_TIMEOUT = 600
@@ -69,8 +96,8 @@ def make_queue(connection: redis.Redis, name: str) -> Queue:
     return Queue(name, connection=connection, serializer=SERIALIZER)
 
 
-def _retry() -> Retry:
-    return Retry(max=len(DEFAULT_RETRY_INTERVALS), interval=list(DEFAULT_RETRY_INTERVALS))
+def _retry(intervals: tuple[int, ...]) -> Retry:
+    return Retry(max=len(intervals), interval=list(intervals))
 
 
 def _job(name: str) -> str:
@@ -84,6 +111,8 @@ class Dispatcher:
         self.redis = redis
         self.keys = Keys(settings.key_prefix)
         self.queue = make_queue(redis, settings.queue_name)
+        self._retry_intervals = settings.retry_intervals or DEFAULT_RETRY_INTERVALS
+        self._debounce = settings.debounce_ms > 0
         # rq job ids allow letters, digits, '_' and '-' only
         self._prefix = re.sub(r"[^A-Za-z0-9_-]", "-", settings.key_prefix) or "lsp"
 
@@ -99,7 +128,10 @@ class Dispatcher:
                 pipe.set(
                     self.keys.pending(project, task_id), job_id, nx=True, ex=DEFAULT_PENDING_TTL
                 )
-            flagged = pipe.execute()
+            if self._debounce:  # every event, coalesced or not, restarts the quiet period
+                keys = [self.keys.last_event(project, task_id) for task_id in ids]
+                pipe.eval(_STAMP_EVENTS, len(keys), *keys, DEBOUNCE_KEY_TTL)
+            flagged = pipe.execute()[: len(ids)]
         datas = [
             self._sync_data(project, task_id, job_id)
             for task_id, job_id, newly_set in zip(ids, job_ids, flagged, strict=True)
@@ -114,15 +146,61 @@ class Dispatcher:
 
         With ``revive``, a flag whose job no longer exists (lost) is taken over.
         """
+        job_id, new = self.sync_job(project, task_id, revive=revive)
+        return job_id if new else None
+
+    def sync_job(self, project: int, task_id: int, *, revive: bool = False) -> tuple[str, bool]:
+        """The id of a job that will pull the task after this call, and whether it was enqueued
+        now (``False``: the pending job that covers the task, which has not started yet).
+
+        Flag and holder are read in one transaction, so the holder cannot start unseen: a
+        caller waiting for the returned job waits for a pull made after this call.
+        """
         project, task_id = int(project), int(task_id)
         key = self.keys.pending(project, task_id)
         job_id = self._new_id("sync")
-        if not self.redis.set(key, job_id, nx=True, ex=DEFAULT_PENDING_TTL):
-            if not revive or self._job_alive(self.redis.get(key)):
-                return None
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(key, job_id, nx=True, ex=DEFAULT_PENDING_TTL)
+            pipe.get(key)
+            newly_set, holder = pipe.execute()
+        if not newly_set:
+            if holder is not None and (not revive or self._job_alive(holder)):
+                return _text(holder), False
             self.redis.set(key, job_id, ex=DEFAULT_PENDING_TTL)
         self.queue.enqueue_many([self._sync_data(project, task_id, job_id)])
-        return job_id
+        return job_id, True
+
+    def await_quiet(
+        self,
+        project: int,
+        task_id: int,
+        quiet: float,
+        deadline: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> float:
+        """Wait until the task's latest event is ``quiet`` seconds old (Redis time) or
+        ``clock()`` reaches ``deadline``; returns the seconds waited. Called by the sync job
+        before :meth:`clear_pending` (see module doc)."""
+        key = self.keys.last_event(int(project), int(task_id))
+        started = clock()
+        while quiet > 0:
+            with self.redis.pipeline(transaction=False) as pipe:
+                pipe.get(key)
+                pipe.time()
+                raw, (seconds, micros) = pipe.execute()
+            if raw is None:
+                break
+            try:
+                left = float(raw) + quiet - (seconds + micros / 1e6)
+            except ValueError:
+                break  # not a time: do not wait on garbage
+            remaining = deadline - clock()
+            if left <= 0 or remaining <= 0:
+                break
+            sleep(min(left, remaining))
+        return clock() - started
 
     def clear_pending(self, project: int, task_id: int) -> None:
         """Called by the sync job before it pulls the task: later events enqueue a new job."""
@@ -143,7 +221,11 @@ class Dispatcher:
         return self._enqueue("drop_annotations", [ids], DEFAULT_SYNC_TIMEOUT)
 
     def rebuild_project(self, project: int) -> str:
-        """Refresh the label config and re-convert every task of the project; the job id."""
+        """Refresh the label config and re-convert every task of the project; the job id.
+
+        Syncs that start before the rebuild fetch the config again too: the cache of it
+        (``keys.config_checked``, see :func:`worker.reconcile.project_labels`) is dropped."""
+        self.redis.delete(self.keys.config_checked(int(project)))
         return self._enqueue("rebuild_project", [int(project)], DEFAULT_PROJECT_TIMEOUT)
 
     def resync_project(self, project: int) -> str:
@@ -187,7 +269,7 @@ class Dispatcher:
             job_id=job_id,
             timeout=DEFAULT_SYNC_TIMEOUT,
             result_ttl=DEFAULT_RESULT_TTL,
-            retry=_retry(),
+            retry=_retry(self._retry_intervals),
             description=f"sync project {project} task {task_id}",
         )
 
@@ -197,7 +279,7 @@ class Dispatcher:
             args=args,
             timeout=timeout,
             result_ttl=DEFAULT_RESULT_TTL,
-            retry=_retry(),
+            retry=_retry(self._retry_intervals),
             job_id=self._new_id(name.replace("_", "-")),
         )
         return job.id
@@ -208,9 +290,12 @@ class Dispatcher:
     def _job_alive(self, job_id: bytes | str | None) -> bool:
         if job_id is None:
             return False
-        text = job_id.decode() if isinstance(job_id, bytes) else job_id
         try:
-            job = Job.fetch(text, connection=self.redis, serializer=SERIALIZER)
+            job = Job.fetch(_text(job_id), connection=self.redis, serializer=SERIALIZER)
         except (NoSuchJobError, ValueError):
             return False
         return job.get_status(refresh=False) in _ALIVE
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

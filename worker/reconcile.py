@@ -3,12 +3,16 @@
 Webhooks get lost (Label Studio sends each once and never retries), so a periodic and an
 on-demand resync compare Label Studio with the store and repair it:
 
-- the label config is fetched and stored; when it changed, every task is re-converted;
+- the label config is fetched and stored; when it changed, every task is re-converted (a
+  single task's sync uses the stored config while it is younger than
+  ``LS_PANOPTIC_CONFIG_TTL_S``: :func:`project_labels`);
 - a task is synced when the annotation the policy selects is not the one its entry was made
   from, or was updated after the state the entry was made from was observed (a state's
   ``updated_at`` is the Redis time at which its sync pulled the task: see :mod:`worker.jobs`),
   when it has no state, when its last sync failed, or when it has an entry but no usable
-  annotation any more;
+  annotation any more, or when its entry was converted under another label config (recorded
+  per state: a config change that another job stored first leaves ``same`` here, and its rebuild
+  may still be queued, or lost);
 - a task with a state in the store but absent from Label Studio is dropped.
 
 The store's states are read *before* Label Studio is listed: a task created meanwhile is then
@@ -29,15 +33,23 @@ from ls_panoptic.selection import parse_timestamp, select_annotation
 
 from .labelstudio import LabelStudioNotFound
 from .runtime import Runtime
-from .store import EntryState
+from .store import EntryState, config_hash
 
-__all__ = ["ConfigChange", "needs_sync", "project_labels", "refresh_project", "resync"]
+__all__ = [
+    "ConfigChange",
+    "cached_labels",
+    "needs_sync",
+    "project_labels",
+    "refresh_project",
+    "resync",
+]
 
 ConfigChange = Literal["new", "changed", "same"]
 
 
-def refresh_project(runtime: Runtime, project: int) -> tuple[LabelSet, ConfigChange]:
-    """Fetch the project's label config from Label Studio and store it when it changed.
+def refresh_project(runtime: Runtime, project: int) -> tuple[LabelSet, ConfigChange, str]:
+    """Fetch the project's label config from Label Studio and store it when it changed;
+    returns its label set, the change, and its hash (``store.config_hash``).
 
     Raises:
         LabelStudioNotFound: the project is gone.
@@ -45,47 +57,74 @@ def refresh_project(runtime: Runtime, project: int) -> tuple[LabelSet, ConfigCha
     """
     info = runtime.labelstudio.get_project(project)
     labels = labelset_from_config(info.label_config)
+    digest = config_hash(info.label_config)
     previous = runtime.store.get_project(project)
-    if previous is not None and previous.label_config == info.label_config:
-        return labels, "same"
-    changed = runtime.store.set_project(project, info.label_config, labels.id2label)
-    if previous is None:
-        return labels, "new"
-    return labels, "changed" if changed else "same"
+    change: ConfigChange = "same"
+    if previous is None or previous.label_config != info.label_config:
+        changed = runtime.store.set_project(project, info.label_config, labels.id2label)
+        change = "new" if previous is None else "changed" if changed else "same"
+    ttl = runtime.settings.config_ttl
+    if ttl > 0:  # the stored config is current for the next ``ttl`` seconds of syncs
+        runtime.redis.set(
+            runtime.dispatcher.keys.config_checked(project), digest, px=max(1, round(ttl * 1000))
+        )
+    return labels, change, digest
 
 
-def project_labels(runtime: Runtime, project: int) -> LabelSet:
-    """The current label set, for one task's sync; a change schedules the repair of the rest:
-    a rebuild when the config changed, a resync when the project is new to the store."""
-    labels, change = refresh_project(runtime, project)
+def cached_labels(runtime: Runtime, project: int) -> tuple[LabelSet, str] | None:
+    """The stored label set and its config's hash when that config was fetched from Label
+    Studio less than ``LS_PANOPTIC_CONFIG_TTL_S`` ago (and not invalidated since: a rebuild
+    being enqueued invalidates it), else ``None``."""
+    if runtime.settings.config_ttl <= 0:
+        return None
+    checked = runtime.redis.get(runtime.dispatcher.keys.config_checked(project))
+    if checked is None:
+        return None
+    record = runtime.store.get_project(project)
+    digest = checked.decode() if isinstance(checked, bytes) else str(checked)
+    if record is None or record.config_hash != digest:
+        return None
+    return labelset_from_config(record.label_config), record.config_hash
+
+
+def project_labels(runtime: Runtime, project: int) -> tuple[LabelSet, str]:
+    """The current label set and its config's hash, for one task's sync: the stored one while
+    fresh (:func:`cached_labels`), else fetched; a change schedules the repair of the rest: a
+    rebuild when the config changed, a resync when the project is new to the store."""
+    cached = cached_labels(runtime, project)
+    if cached is not None:
+        return cached
+    labels, change, digest = refresh_project(runtime, project)
     if change == "changed":
         runtime.dispatcher.rebuild_project(project)
     elif change == "new":
         runtime.dispatcher.resync_project(project)
-    return labels
+    return labels, digest
 
 
 def resync(runtime: Runtime, project: int, *, force: bool = False) -> dict[str, Any]:
     """Compare Label Studio with the store for ``project`` and repair it (see module doc).
 
     ``force`` re-syncs every task with an annotation or an entry (a rebuild). Returns a
-    JSON-serialisable summary; ``jobs`` lists the ids of the sync jobs enqueued.
+    JSON-serialisable summary; ``jobs`` lists the ids of the sync jobs enqueued, ``pending``
+    those of the not yet started jobs that already cover the other tasks to sync (waiting for
+    both waits for every repair this resync found needed).
     """
     try:
-        _labels, change = refresh_project(runtime, project)
+        _labels, change, digest = refresh_project(runtime, project)
     except LabelStudioNotFound:
         runtime.store.drop_project(project)
         return {"project": project, "project_deleted": True}
     force = force or change == "changed"
     states = {state.task_id: state for state in runtime.store.states(project)}
-    listed, to_sync = _compare(runtime, project, states, force)
+    listed, to_sync = _compare(runtime, project, states, force, digest)
     gone = sorted(set(states) - listed)
     dropped = runtime.store.delete_tasks(project, gone) if gone else 0
-    jobs = [
-        job_id
-        for task_id in to_sync
-        if (job_id := runtime.dispatcher.enqueue_sync(project, task_id, revive=True))
-    ]
+    jobs: list[str] = []
+    pending: list[str] = []
+    for task_id in to_sync:
+        job_id, new = runtime.dispatcher.sync_job(project, task_id, revive=True)
+        (jobs if new else pending).append(job_id)
     return {
         "project": project,
         "config": change,
@@ -93,14 +132,15 @@ def resync(runtime: Runtime, project: int, *, force: bool = False) -> dict[str, 
         "listed": len(listed),
         "to_sync": len(to_sync),
         "enqueued": len(jobs),
-        "coalesced": len(to_sync) - len(jobs),
+        "coalesced": len(pending),
         "dropped": dropped,
         "jobs": jobs,
+        "pending": pending,
     }
 
 
 def _compare(
-    runtime: Runtime, project: int, states: dict[int, EntryState], force: bool
+    runtime: Runtime, project: int, states: dict[int, EntryState], force: bool, digest: str
 ) -> tuple[set[int], list[int]]:
     """List Label Studio's tasks: the ids listed, and those to sync."""
     listed: set[int] = set()
@@ -109,15 +149,22 @@ def _compare(
         if task.id is None:
             continue
         listed.add(task.id)
-        if needs_sync(task, states.get(task.id), runtime.options, force=force):
+        state = states.get(task.id)
+        if needs_sync(task, state, runtime.options, force=force, config_hash=digest):
             to_sync.append(task.id)
     return listed, to_sync
 
 
 def needs_sync(
-    task: Task, state: EntryState | None, options: ConvertOptions, *, force: bool = False
+    task: Task,
+    state: EntryState | None,
+    options: ConvertOptions,
+    *,
+    force: bool = False,
+    config_hash: str | None = None,
 ) -> bool:
-    """Whether ``task`` as listed by Label Studio must be synced, given its stored ``state``."""
+    """Whether ``task`` as listed by Label Studio must be synced, given its stored ``state``
+    and the hash of the project's current label config (``None``: not compared)."""
     try:
         chosen = select_annotation(task, options.annotation, options.use_predictions)
     except ValueError:
@@ -126,6 +173,8 @@ def needs_sync(
         return state is not None and state.status != "empty"
     if state is None or force or state.status != "ok":
         return True
+    if config_hash is not None and state.config_hash != config_hash:
+        return True  # converted under another label config: its rebuild may be lost or late
     return state.annotation_id != chosen.id or _after(
         chosen.updated_at or chosen.created_at, state.updated_at
     )

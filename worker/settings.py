@@ -14,12 +14,12 @@ import math
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from ls_panoptic.model import ConvertOptions
+from ls_panoptic.model import DEFAULT_MAX_PIXELS, ConvertOptions
 from ls_panoptic.selection import parse_policy
 
 __all__ = ["Settings", "SettingsError"]
@@ -28,6 +28,8 @@ _T = TypeVar("_T")
 _BOOLS = {"1": True, "true": True, "yes": True, "on": True}
 _BOOLS.update({"0": False, "false": False, "no": False, "off": False})
 _PREFIX = "LS_PANOPTIC_"
+_MAX_RETRIES = 25  # attempts after the first of one job (LS_PANOPTIC_RETRY_INTERVALS)
+_MAX_DEBOUNCE_MS = 60_000  # LS_PANOPTIC_DEBOUNCE_MS: queueing.DEBOUNCE_KEY_TTL covers it
 _NAME = re.compile(r"[A-Za-z0-9_.:-]+")  # queue names and key prefixes: no spaces, no glob chars
 
 
@@ -37,7 +39,11 @@ class SettingsError(Exception):
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything the backend and the worker are configured with (see ``from_env``)."""
+    """Everything the backend and the worker are configured with (see ``from_env``).
+
+    ``max_image_pixels`` is the conversion's pixel limit: it is copied into
+    ``convert.max_pixels``, whatever ``convert`` says.
+    """
 
     redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)
     label_studio_url: str | None = None
@@ -51,7 +57,21 @@ class Settings:
     key_prefix: str = "lsp"
     convert: ConvertOptions = field(default_factory=ConvertOptions)
     snapshot_dir: Path = Path("snapshots")
-    max_image_pixels: int = 100_000_000
+    max_image_pixels: int = DEFAULT_MAX_PIXELS
+    #: seconds between the attempts of a failed job; ``None``: ``queueing.DEFAULT_RETRY_INTERVALS``
+    retry_intervals: tuple[int, ...] | None = None
+    #: milliseconds a task must stay free of events before its sync job pulls it (0 = off)
+    debounce_ms: int = 50
+    #: seconds a sync job waits at most for that quiet period, from the job's start
+    debounce_max_s: float = 10.0
+    #: seconds a sync job trusts the stored label config before fetching it again (0 = always)
+    config_ttl: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.convert.max_pixels != self.max_image_pixels:
+            object.__setattr__(
+                self, "convert", replace(self.convert, max_pixels=self.max_image_pixels)
+            )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -80,6 +100,12 @@ class Settings:
             max_image_pixels=env.get(
                 "LS_PANOPTIC_MAX_IMAGE_PIXELS", _int_range(1, None), default.max_image_pixels
             ),
+            retry_intervals=env.get("LS_PANOPTIC_RETRY_INTERVALS", _intervals, None),
+            debounce_ms=env.get(
+                "LS_PANOPTIC_DEBOUNCE_MS", _int_range(0, _MAX_DEBOUNCE_MS), default.debounce_ms
+            ),
+            debounce_max_s=env.get("LS_PANOPTIC_DEBOUNCE_MAX_S", _seconds, default.debounce_max_s),
+            config_ttl=env.get("LS_PANOPTIC_CONFIG_TTL_S", _seconds, default.config_ttl),
         )
         env.reject_unknown(_PREFIX)
         return settings
@@ -174,6 +200,7 @@ def _convert_options(env: _Env) -> ConvertOptions:
             "LS_PANOPTIC_ORIENTATION", _choice("display", "file"), base.orientation
         ),
         key=env.get("LS_PANOPTIC_KEY", _choice("name", "path", "task"), base.key),
+        max_regions=env.get("LS_PANOPTIC_MAX_REGIONS", _int_range(1, None), base.max_regions),
     )
 
 
@@ -215,6 +242,20 @@ def _seconds(raw: str) -> float:
     if not math.isfinite(value) or value < 0:
         raise ValueError(f"{raw!r} is not a number of seconds >= 0 (0 turns it off)")
     return value
+
+
+def _intervals(raw: str) -> tuple[int, ...]:
+    parse = _int_range(1, 86_400)
+    try:
+        values = tuple(parse(part.strip()) for part in raw.split(","))
+    except ValueError:
+        values = ()
+    if not 1 <= len(values) <= _MAX_RETRIES:
+        raise ValueError(
+            f"{raw!r} is not a list of 1 to {_MAX_RETRIES} comma-separated seconds "
+            "(integers from 1 to 86400), e.g. 10,30,120,600,1800"
+        )
+    return values
 
 
 def _name(raw: str) -> str:

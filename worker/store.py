@@ -32,7 +32,7 @@ from ._store_codec import (
     encode_state,
     text,
 )
-from ._store_projects import ProjectIndex, ProjectRecord
+from ._store_projects import ProjectIndex, ProjectRecord, config_hash
 from ._store_snapshot import SnapshotInfo
 
 __all__ = [
@@ -43,6 +43,7 @@ __all__ = [
     "Store",
     "StoreError",
     "StoredEntry",
+    "config_hash",
 ]
 
 MAX_ERROR_CHARS = 2000
@@ -57,8 +58,17 @@ class Store(ProjectIndex):
     :class:`worker._store_projects.ProjectIndex`.
     """
 
-    def put_entry(self, project: int, task_id: int, entry: Entry, source_updated_at: str) -> bool:
+    def put_entry(
+        self,
+        project: int,
+        task_id: int,
+        entry: Entry,
+        source_updated_at: str,
+        config_hash: str | None = None,
+    ) -> bool:
         """Make ``entry`` the task's current entry; ``False`` when a newer state is stored.
+
+        ``config_hash`` names the label config it was converted with (see ``EntryState``).
 
         Raises:
             ValueError: a bad timestamp, or an entry that cannot be stored (the task is named).
@@ -72,7 +82,7 @@ class Store(ProjectIndex):
         annotation = entry.meta.get("annotation_id")
         state = EntryState(
             task_id, entry.key, annotation if isinstance(annotation, int) else None,
-            source_updated_at, "ok", None, utc_now(),
+            source_updated_at, "ok", None, utc_now(), config_hash,
         )  # fmt: skip
 
         def update(pipe: Pipeline, old: EntryState | None, current: str | None) -> bool:
@@ -136,7 +146,7 @@ class Store(ProjectIndex):
             state = EntryState(
                 task_id, old.key if old else None, old.annotation_id if old else None,
                 source_updated_at or (old.updated_at if old else None), "error",
-                message[:MAX_ERROR_CHARS], utc_now(),
+                message[:MAX_ERROR_CHARS], utc_now(), old.config_hash if old else None,
             )  # fmt: skip
             pipe.multi()
             pipe.hset(self._keys.states(project), str(task_id), encode_state(state))

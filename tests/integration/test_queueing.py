@@ -271,6 +271,7 @@ def test_a_label_config_change_rebuilds_the_project(
     run_burst(rt)
     stub.config = CONFIG.replace('<Label value="leaf"/><Label value="stem"/>',
                                  '<Label value="stem"/><Label value="leaf"/>')  # fmt: skip
+    rt.redis.delete(rt.dispatcher.keys.config_checked(P))  # cached config expired (TTL)
     rt.dispatcher.sync_tasks(P, [1])  # any event: the sync notices the new config
     run_burst(rt)
     for task_id in (1, 2):

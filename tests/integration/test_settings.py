@@ -183,3 +183,37 @@ def test_settings_are_frozen() -> None:
     settings = Settings()
     with pytest.raises(dataclasses.FrozenInstanceError):
         settings.dev_mode = True  # type: ignore[misc]
+
+
+def test_debounce_and_config_cache_settings() -> None:
+    default = Settings.from_env({})
+    assert (default.debounce_ms, default.debounce_max_s, default.config_ttl) == (50, 10.0, 60.0)
+    settings = Settings.from_env(
+        {
+            "LS_PANOPTIC_DEBOUNCE_MS": "120",
+            "LS_PANOPTIC_DEBOUNCE_MAX_S": "2.5",
+            "LS_PANOPTIC_CONFIG_TTL_S": "0",
+        }
+    )
+    assert (settings.debounce_ms, settings.debounce_max_s, settings.config_ttl) == (120, 2.5, 0.0)
+    assert Settings.from_env({"LS_PANOPTIC_DEBOUNCE_MS": "0"}).debounce_ms == 0  # off
+    described = settings.describe()
+    assert (described["debounce_ms"], described["config_ttl"]) == (120, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("LS_PANOPTIC_DEBOUNCE_MS", "-1", "an integer from 0 to 60000"),
+        ("LS_PANOPTIC_DEBOUNCE_MS", "60001", "an integer from 0 to 60000"),
+        ("LS_PANOPTIC_DEBOUNCE_MS", "0.05", "an integer from 0 to 60000"),
+        ("LS_PANOPTIC_DEBOUNCE_MAX_S", "-2", "seconds >= 0"),
+        ("LS_PANOPTIC_DEBOUNCE_MAX_S", "inf", "seconds >= 0"),
+        ("LS_PANOPTIC_CONFIG_TTL_S", "1h", "seconds >= 0"),
+        ("LS_PANOPTIC_CONFIG_TTL_S", "nan", "seconds >= 0"),
+    ],
+)
+def test_bad_debounce_and_config_cache_values(name: str, value: str, expected: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env({name: value})
+    assert str(info.value).startswith(f"{name}: ") and expected in str(info.value)

@@ -1,0 +1,114 @@
+"""Fixtures of the security and robustness tests: a real Redis, and the fuzzing budget.
+
+Redis: the same rules as ``tests/integration/conftest.py`` (whose fixtures pytest does not share
+across folders): database ``redis://127.0.0.1:6379/15`` unless ``LSP_TEST_REDIS_URL`` says
+otherwise, never database 0, flushed around each test; unreachable -> skip, or fail under
+``LSP_REDIS_REQUIRED=1``.
+
+Fuzzing: every property test builds its hypothesis test inside the pytest test (so function-scoped
+fixtures are fine) and decorates it with the ``fuzz`` fixture. By default that is a CI-sized,
+derandomized run of ``DEFAULT_EXAMPLES`` examples per test, without hypothesis' example database
+(its remaining caches go to ``.hypothesis/``, which it git-ignores itself). A long, randomized
+run::
+
+    LSP_TEST_REDIS_URL=redis://127.0.0.1:6379/10 .venv/bin/python -m pytest tests/security \\
+        --fuzz-examples 20000
+
+(pytest registers ``--fuzz-examples`` from this file only when ``tests/security`` or a file in it
+is on the command line.) A failure prints the smallest example and a ``@reproduce_failure`` line.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from flask import Flask
+from flask.testing import FlaskClient
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
+
+from worker.settings import Settings
+
+from .service import build_app, service_settings
+
+DEFAULT_EXAMPLES = 200
+DEFAULT_TEST_REDIS_URL = "redis://127.0.0.1:6379/15"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--fuzz-examples",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"examples per fuzz test in tests/security (default {DEFAULT_EXAMPLES}, "
+        "derandomized; given N, the run is randomized)",
+    )
+
+
+@pytest.fixture(scope="session")
+def fuzz(request: pytest.FixtureRequest) -> hypothesis_settings:
+    """The hypothesis settings every fuzz test runs under (see module doc)."""
+    examples: int | None = request.config.getoption("fuzz_examples", default=None)
+    if examples is not None and examples < 1:
+        raise pytest.UsageError("--fuzz-examples must be at least 1")
+    return hypothesis_settings(
+        max_examples=examples or DEFAULT_EXAMPLES,
+        deadline=None,
+        derandomize=examples is None,
+        database=None,
+        print_blob=True,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+
+
+def _unavailable(message: str) -> None:
+    if os.environ.get("LSP_REDIS_REQUIRED", "").strip() == "1":
+        pytest.fail(f"{message} (LSP_REDIS_REQUIRED=1)", pytrace=False)
+    pytest.skip(f"{message}; set LSP_REDIS_REQUIRED=1 to fail instead")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The URL of the test database, checked reachable once per session."""
+    url = os.environ.get("LSP_TEST_REDIS_URL", "").strip() or DEFAULT_TEST_REDIS_URL
+    client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=5)
+    try:
+        if int(client.connection_pool.connection_kwargs.get("db", 0)) == 0:
+            pytest.fail(f"{url}: tests flush their database; use one other than 0")
+        client.ping()
+    except redis.RedisError as exc:
+        _unavailable(f"Redis at {url} is unreachable ({exc}): start redis-server or run .ci/run")
+    finally:
+        client.close()
+    return url
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    """A client (bytes replies) on the test database, empty at the start of the test."""
+    client = redis.Redis.from_url(redis_url, socket_timeout=10)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def settings(redis_url: str, tmp_path: Path) -> Settings:
+    """Production-like service settings (both tokens, no dev mode) on the test database."""
+    return service_settings(redis_url, tmp_path / "snapshots")
+
+
+@pytest.fixture
+def app(settings: Settings, redis_client: redis.Redis) -> Flask:
+    return build_app(settings, redis_client)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()

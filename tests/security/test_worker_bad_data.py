@@ -1,0 +1,205 @@
+"""A worker never crashes on bad task data: each malformed task ends as a recorded per-task
+error, its job returns (finished, not failed or retried), and the other tasks convert.
+
+Label Studio is a stub here, acceptable only because these tasks hold data real Label Studio
+would refuse to store (it validates results in its editor and API, timestamps are database
+columns). The stub hands task JSON through the real client's translation
+(``worker.labelstudio._task``), so what the sync job sees is exactly what ``LabelStudio.get_task``
+would give it or raise. Jobs run in-process (rq ``SimpleWorker``, burst) against a real Redis.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from rq import SimpleWorker
+from rq.job import Job, JobStatus
+
+from ls_panoptic.images import ImageInfo
+from ls_panoptic.labels import labelset_from_config
+from ls_panoptic.model import Task
+from worker import reconcile, runtime
+from worker.labelstudio import LabelStudioError, LabelStudioNotFound, ProjectInfo, _task
+from worker.queueing import SERIALIZER
+from worker.settings import Settings
+
+P = 7
+CONFIG = """<View><Image name="image" value="$image"/>
+<PolygonLabels name="poly" toName="image"><Label value="leaf"/><Label value="stem"/></PolygonLabels>
+<BrushLabels name="brush" toName="image"><Label value="leaf"/></BrushLabels>
+<BitmaskLabels name="mask" toName="image"><Label value="leaf"/></BitmaskLabels>
+</View>"""
+STAMP = "2024-05-01T10:00:00.000000Z"
+
+
+def region(**change: Any) -> dict[str, Any]:
+    """A sound polygon result item of a 40 x 30 image, with ``change`` applied."""
+    value = {"points": [[10, 10], [60, 15], [40, 70]], "polygonlabels": ["leaf"]}
+    item = {"id": "r1", "from_name": "poly", "to_name": "image", "type": "polygonlabels",
+            "original_width": 40, "original_height": 30, "value": value}  # fmt: skip
+    return item | change
+
+
+def annotation(result: Any, **change: Any) -> dict[str, Any]:
+    return {"id": 1, "result": result, "was_cancelled": False, "completed_by": 1,
+            "created_at": STAMP, "updated_at": STAMP, "ground_truth": False} | change  # fmt: skip
+
+
+def task(task_id: int, *annotations: Any, **change: Any) -> dict[str, Any]:
+    data = {"image": f"/data/upload/{P}/0123abcd-img{task_id}.jpg"}
+    return {"id": task_id, "data": data, "annotations": list(annotations)} | change
+
+
+def brush(rle: Any) -> dict[str, Any]:
+    value = {"format": "rle", "rle": rle, "brushlabels": ["leaf"]}
+    return region(type="brushlabels", from_name="brush", value=value)
+
+
+def bitmask(url: Any) -> dict[str, Any]:
+    value = {"imageDataURL": url, "bitmasklabels": ["leaf"]}
+    return region(type="bitmasklabels", from_name="mask", value=value)
+
+
+# What each bad task holds, and a word its recorded error must contain.
+BAD: dict[str, tuple[dict[str, Any], str]] = {
+    "result not a list": (task(0, annotation("garbage")), "'result' must be a list"),
+    "result item not an object": (task(0, annotation([1, 2])), "not an object"),
+    "timestamp not a timestamp": (
+        task(0, annotation([region()], updated_at="yesterday")), "updated_at"),
+    "annotator not an id": (task(0, annotation([region()], completed_by="bob")), "completed_by"),
+    "annotations not a list": (task(0, annotations={"a": 1}), "must be a list"),
+    "data not an object": (task(0, annotation([region()]), data="img.jpg"), "'data'"),
+    "no image url": (task(0, annotation([region()]), data={"text": "hi"}), "image"),
+    "image url not text": (task(0, annotation([region()]), data={"image": 5}), "image"),
+    "two points": (task(0, annotation([region(value={"points": [[1, 1], [2, 2]],
+                                                     "polygonlabels": ["leaf"]})])), "3 points"),
+    "NaN point": (task(0, annotation([region(value={"points": [[1, 1], [float("nan"), 2], [3, 9]],
+                                                    "polygonlabels": ["leaf"]})])), "finite"),
+    "label outside the set": (task(0, annotation([region(value={
+        "points": [[1, 1], [50, 2], [3, 90]], "polygonlabels": ["weed"]})])), "weed"),
+    "size past the float range": (task(0, annotation([region(original_width=10**400)])), "limit"),
+    "absurd size": (task(0, annotation([region(original_width=10**6, original_height=10**6)])),
+                    "max_pixels"),
+    "sizes disagree": (task(0, annotation([region(), region(id="r2", original_width=41)])),
+                       "disagree"),
+    "rotation past the float range": (task(0, annotation([region(image_rotation=10**400)])),
+                                      "image_rotation"),
+    "too many regions": (task(0, annotation([region(id=f"r{n}") for n in range(10_001)])),
+                         "max_regions"),
+    "corrupt rle": (task(0, annotation([brush([255] * 12)])), "brush"),
+    "rle of strings": (task(0, annotation([brush(["a", "b"])])), "brush"),
+    "non-ASCII data URL": (task(0, annotation([bitmask("data:image/png;base64,\u00e9t\u00e9")])),
+                           "base64"),
+    "data URL not a PNG": (task(0, annotation([bitmask(
+        "data:image/png;base64," + base64.b64encode(b"GIF89a").decode())])), "PNG"),
+}  # fmt: skip
+GOOD = (101, 102)
+
+
+class StubLabelStudio:
+    """Label Studio as the jobs see it, serving task JSON through the real translation."""
+
+    def __init__(self, tasks: dict[int, dict[str, Any]]) -> None:
+        self.tasks = tasks
+
+    def get_project(self, project_id: int) -> ProjectInfo:
+        if project_id != P:
+            raise LabelStudioNotFound(f"project {project_id}")
+        return ProjectInfo(P, CONFIG, "stub")
+
+    def get_task(self, task_id: int) -> tuple[int, Task]:
+        if task_id not in self.tasks:
+            raise LabelStudioNotFound(f"task {task_id}")
+        # a JSON round trip, as over HTTP (NaN survives: Python's json reads it)
+        return P, _task(json.loads(json.dumps(self.tasks[task_id])))
+
+    def list_tasks(self, project_id: int) -> Iterator[Task]:
+        for task_id in sorted(self.tasks):
+            yield _task(json.loads(json.dumps(self.tasks[task_id])))
+
+    def image_info(
+        self, url: str, scratch_dir: Path, *, task_id: int | None = None
+    ) -> ImageInfo | None:
+        return None  # no image: the regions must give the size
+
+
+@pytest.fixture
+def tasks() -> dict[int, dict[str, Any]]:
+    found = {n: {**raw, "id": n} for n, (raw, _word) in enumerate(BAD.values(), 1)}
+    for task_id in GOOD:
+        found[task_id] = task(task_id, annotation([region()]))
+    return found
+
+
+@pytest.fixture
+def rt(
+    redis_client: redis.Redis, tasks: dict[int, dict[str, Any]], tmp_path: Path
+) -> Iterator[runtime.Runtime]:
+    settings = Settings(queue_name="lsp-security", key_prefix="lspsec")
+    stub = StubLabelStudio(tasks)
+    built = runtime.build(settings, connection=redis_client, labelstudio=stub, scratch_dir=tmp_path)
+    with runtime.activate(built):
+        # the project is known, so a sync does not enqueue the project's first resync
+        built.store.set_project(P, CONFIG, labelset_from_config(CONFIG).id2label)
+        yield built
+
+
+def run_burst(rt: runtime.Runtime) -> None:
+    SimpleWorker([rt.dispatcher.queue], connection=rt.redis, serializer=SERIALIZER).work(burst=True)
+
+
+def test_each_bad_task_is_a_recorded_error_and_the_good_ones_convert(
+    rt: runtime.Runtime, tasks: dict[int, dict[str, Any]]
+) -> None:
+    ids = sorted(tasks)
+    job_ids = [rt.dispatcher.enqueue_sync(P, task_id) for task_id in ids]
+    run_burst(rt)
+
+    for task_id, job_id in zip(ids, job_ids, strict=True):
+        job = Job.fetch(str(job_id), connection=rt.redis, serializer=SERIALIZER)
+        assert job.get_status() == JobStatus.FINISHED, (task_id, job.latest_result())
+        assert job.return_value() == ("ok" if task_id in GOOD else "error")
+    assert rt.dispatcher.queue.failed_job_registry.get_job_ids() == []
+    assert rt.dispatcher.queue.scheduled_job_registry.get_job_ids() == []  # nothing to retry
+
+    states = {state.task_id: state for state in rt.store.states(P)}
+    for task_id, (case, (_raw, word)) in enumerate(BAD.items(), 1):
+        state = states[task_id]
+        assert (state.status, state.key) == ("error", None), case
+        assert state.error is not None and f"task {task_id}" in state.error, (case, state.error)
+        assert word in state.error, (case, state.error)
+    for task_id in GOOD:
+        assert states[task_id].status == "ok"
+        entry = rt.store.get_entry(P, task_id)
+        assert entry is not None and entry.panoptic_mask.shape == (30, 40)
+
+
+def test_a_task_turning_bad_keeps_its_last_good_entry(
+    rt: runtime.Runtime, tasks: dict[int, dict[str, Any]]
+) -> None:
+    rt.dispatcher.enqueue_sync(P, GOOD[0])
+    run_burst(rt)
+    tasks[GOOD[0]] = {**BAD["result not a list"][0], "id": GOOD[0]}
+    rt.dispatcher.enqueue_sync(P, GOOD[0])
+    run_burst(rt)
+    (state,) = [s for s in rt.store.states(P) if s.task_id == GOOD[0]]
+    assert state.status == "error" and state.key == f"img{GOOD[0]}.jpg"
+    assert rt.store.get_entry(P, GOOD[0]) is not None
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=LabelStudioError,
+    reason="LabelStudio.list_tasks raises LabelStudioError on the first task whose data it "
+    "cannot use, so the resync of the whole project fails (and is retried, and fails) until "
+    "that task is fixed in Label Studio; reported to the lead, fix in worker/labelstudio.py",
+)
+def test_a_resync_survives_a_malformed_task(rt: runtime.Runtime) -> None:
+    summary = reconcile.resync(rt, P)
+    assert summary["listed"] == len(BAD) + len(GOOD)
