@@ -19,6 +19,32 @@ import redis
 from cli.synthetic import SyntheticProject, make_project
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Sizes of the long test variants (CI runs the defaults)."""
+    parser.addoption(
+        "--fuzz-examples", type=int, default=None, metavar="N",
+        help="examples per fuzz test in tests/security (default 200, derandomized; given N, "
+        "the run is randomized)",
+    )  # fmt: skip
+    group = parser.getgroup("ls-panoptic live sync")
+    group.addoption(
+        "--convergence-trials", type=int, default=2, metavar="N",
+        help="trials of the convergence property test (default 2)",
+    )  # fmt: skip
+    group.addoption(
+        "--convergence-ops", type=int, default=12, metavar="M",
+        help="random Label Studio operations per trial (default 12)",
+    )  # fmt: skip
+    group.addoption(
+        "--convergence-seed", type=int, default=None, metavar="S",
+        help="seed of the first trial (trial i uses S+i); default: random, printed on failure",
+    )  # fmt: skip
+    group.addoption(
+        "--fault-outage", type=float, default=20.0, metavar="SECONDS",
+        help="how long Label Studio stays unreachable in test_faults (default 20)",
+    )  # fmt: skip
+
+
 @pytest.fixture(scope="session")
 def small_project(tmp_path_factory: pytest.TempPathFactory) -> SyntheticProject:
     """4 images of 96x128 (image 0: EXIF-rotated JPEG), every region kind, seeded."""

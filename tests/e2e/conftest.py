@@ -144,28 +144,3 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """Timings of the real server, for the CI log."""
     for line in terminalreporter.config.stash.get(_SUMMARY, []):
         terminalreporter.write_line(line)
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    """Sizes of the live-sync property and fault tests (test_convergence.py, test_faults.py).
-
-    Registered only when this conftest is loaded at start-up: name a path under tests/e2e on the
-    command line to pass them (the tests fall back to the CI defaults otherwise).
-    """
-    group = parser.getgroup("ls-panoptic live sync")
-    group.addoption(
-        "--convergence-trials", type=int, default=2, metavar="N",
-        help="trials of the convergence property test (default 2)",
-    )  # fmt: skip
-    group.addoption(
-        "--convergence-ops", type=int, default=12, metavar="M",
-        help="random Label Studio operations per trial (default 12)",
-    )  # fmt: skip
-    group.addoption(
-        "--convergence-seed", type=int, default=None, metavar="S",
-        help="seed of the first trial (trial i uses S+i); default: random, printed on failure",
-    )  # fmt: skip
-    group.addoption(
-        "--fault-outage", type=float, default=20.0, metavar="SECONDS",
-        help="how long Label Studio stays unreachable in test_faults (default 20)",
-    )  # fmt: skip

@@ -14,8 +14,8 @@ run::
     LSP_TEST_REDIS_URL=redis://127.0.0.1:6379/10 .venv/bin/python -m pytest tests/security \\
         --fuzz-examples 20000
 
-(pytest registers ``--fuzz-examples`` from this file only when ``tests/security`` or a file in it
-is on the command line.) A failure prints the smallest example and a ``@reproduce_failure`` line.
+(``--fuzz-examples`` is registered in ``tests/conftest.py``.) A failure prints the smallest
+example and a ``@reproduce_failure`` line.
 """
 
 from __future__ import annotations
@@ -34,17 +34,6 @@ from worker.settings import Settings
 from .service import build_app, service_settings
 
 DEFAULT_EXAMPLES = 200
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption(
-        "--fuzz-examples",
-        type=int,
-        default=None,
-        metavar="N",
-        help=f"examples per fuzz test in tests/security (default {DEFAULT_EXAMPLES}, "
-        "derandomized; given N, the run is randomized)",
-    )
 
 
 @pytest.fixture(scope="session")
