@@ -3,7 +3,7 @@
 1. Webhook acknowledgement: ``ls-panoptic serve`` (gunicorn, as shipped) answering
    ANNOTATION_UPDATED POSTs shaped like Label Studio's from keep-alive httpx clients, one and
    several (each its own process), against the same clients on ``GET /health``.
-2. Webhook -> entry: a real Label Studio 1.23.2 (tests/e2e/lsserver.py, ``.venv-labelstudio``)
+2. Webhook -> entry: a real Label Studio 1.23.2 (cli/labelstudio_server.py, ``.venv-labelstudio``)
    connected with ``ls-panoptic connect`` to the backend, an ``ls-panoptic worker``; time from
    the return of Label Studio's annotation API call to the store holding that annotation, on
    1920x1080 images with 30 regions (20 brush + 10 polygons, cli/synthetic). Floor: the pure

@@ -36,6 +36,7 @@ from PIL import Image
 from rq import SimpleWorker
 
 from cli.convert import run_convert
+from cli.labelstudio_server import LabelStudioServer
 from cli.store_cmds import resync, snapshot
 from worker import runtime
 from worker._store_codec import BLOB_FIELDS, decode_entry, text
@@ -46,7 +47,6 @@ from worker.settings import Settings
 from ._services import service_env
 from .build_project import LABEL_CONFIG
 from .lsclient import LabelStudioClient
-from .lsserver import LabelStudioServer
 from .reference import image_key
 from .scene import ResultBuilder, SceneImage
 from .scene import plant_result as plant

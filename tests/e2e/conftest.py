@@ -48,9 +48,7 @@ from typing import NoReturn
 
 import pytest
 
-from .build_project import LabelStudioExport, build_export
-from .lsclient import LabelStudioClient
-from .lsserver import (
+from cli.labelstudio_server import (
     LS_VERSION,
     LabelStudioServer,
     LabelStudioStartError,
@@ -60,6 +58,9 @@ from .lsserver import (
     start_server,
     stop_server,
 )
+
+from .build_project import LabelStudioExport, build_export
+from .lsclient import LabelStudioClient
 
 
 def _missing_server(message: str) -> NoReturn:

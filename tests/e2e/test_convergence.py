@@ -32,6 +32,7 @@ import redis
 from click.testing import CliRunner
 
 from cli.connect import connect
+from cli.labelstudio_server import LabelStudioServer
 from worker.keys import Keys
 from worker.settings import Settings
 
@@ -49,7 +50,6 @@ from ._sync_helpers import (  # noqa: F401  # redis_url, redis_client: fixtures
 )
 from .build_project import LABEL_CONFIG
 from .lsclient import LabelStudioClient
-from .lsserver import LabelStudioServer
 from .scene import LABELS, ResultBuilder, SceneImage, make_images, plant_result
 
 pytestmark = pytest.mark.e2e

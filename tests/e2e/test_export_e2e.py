@@ -16,9 +16,10 @@ import pytest
 from label_studio_sdk.converter.brush import decode_rle
 from PIL import Image
 
+from cli.labelstudio_server import LS_VERSION, LabelStudioServer
+
 from .build_project import LabelStudioExport
 from .compare import Conversion, class_map, partition_agreement, run_cli_convert
-from .lsserver import LS_VERSION, LabelStudioServer
 from .reference import BACKGROUND, ReferenceImage, reference_conversion
 from .scene import EXIF_JPEG, LABELS, SKIPPED_ONLY, UNLABELED
 

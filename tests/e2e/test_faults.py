@@ -52,6 +52,7 @@ from PIL import Image
 from rq.job import Job, JobStatus
 
 from cli.connect import connect
+from cli.labelstudio_server import LabelStudioServer
 from worker.keys import Keys
 from worker.queueing import SERIALIZER
 from worker.settings import Settings
@@ -79,7 +80,6 @@ from ._sync_helpers import (  # noqa: F401  # redis_url, redis_client: fixtures
     small_image,
 )
 from .lsclient import LabelStudioClient
-from .lsserver import LabelStudioServer
 from .scene import LABELS, ResultBuilder, SceneImage, plant_result
 
 pytestmark = pytest.mark.e2e

@@ -21,6 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli.connect import connect
+from cli.labelstudio_server import LabelStudioServer
 from worker.labelstudio import (
     WEBHOOK_ACTIONS,
     ImageNotAllowed,
@@ -31,7 +32,6 @@ from worker.labelstudio import (
 )
 
 from .lsclient import LabelStudioClient
-from .lsserver import LabelStudioServer
 from .scene import EXIF_JPEG, ResultBuilder, make_images
 
 pytestmark = pytest.mark.e2e

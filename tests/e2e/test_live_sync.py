@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from cli.labelstudio_server import LabelStudioServer
 from worker import reconcile
 
 from ._services import service_process
@@ -28,7 +29,6 @@ from ._sync_helpers import (  # noqa: F401  # redis_url, redis_client: fixtures
     service_settings,
 )
 from .lsclient import LabelStudioClient
-from .lsserver import LabelStudioServer
 from .scene import EXIF_JPEG, PLAIN_JPEG, PNG, SKIPPED_ONLY, UNLABELED, make_images
 
 pytestmark = pytest.mark.e2e
