@@ -13,7 +13,6 @@ body; 401 for bad credentials; 413 over ``MAX_CONTENT_LENGTH``.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import defaultdict
 from typing import Any
@@ -33,6 +32,7 @@ from .events import (
     counter_name,
     parse_event,
 )
+from .payload import BodyError, decode
 from .services import Services, requires, services
 
 __all__ = ["blueprint"]
@@ -60,23 +60,9 @@ def receive() -> tuple[Response, int]:
 
 def _decode_event() -> Event:
     raw = request.get_data(cache=False)  # 413 is raised here, past the limit
-    if not raw.strip():
-        raise ApiError(400, "empty body: expected a JSON object with an 'action'")
     try:
-        payload = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise ApiError(
-            400, f"body is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
-        ) from None
-    except UnicodeDecodeError:
-        raise ApiError(400, "body is not valid JSON: not UTF-8/16/32 text") from None
-    except RecursionError:
-        raise ApiError(400, "body is not usable JSON: nested too deeply") from None
-    except ValueError:  # an integer past Python's digit limit (sys.get_int_max_str_digits)
-        raise ApiError(400, "body is not usable JSON: a number is too long") from None
-    try:
-        return parse_event(payload)
-    except PayloadError as exc:
+        return parse_event(decode(raw))
+    except (BodyError, PayloadError) as exc:
         raise ApiError(400, str(exc)) from None
 
 

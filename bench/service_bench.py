@@ -1,7 +1,7 @@
 """The live sync service against its floors, measured in one run on loopback.
 
 1. Webhook acknowledgement: ``ls-panoptic serve`` (gunicorn, as shipped) answering
-   ANNOTATION_UPDATED POSTs shaped like Label Studio's from keep-alive httpx clients, one and
+   ANNOTATION_UPDATED POSTs shaped like Label Studio's from keep-alive raw-socket clients, one and
    several (each its own process), against the same clients on ``GET /health``.
 2. Webhook -> entry: a real Label Studio 1.23.2 (cli/labelstudio_server.py, ``.venv-labelstudio``)
    connected with ``ls-panoptic connect`` to the backend, an ``ls-panoptic worker``; time from
@@ -183,7 +183,7 @@ def bench_ack(
                 ])  # fmt: skip
     Report.table(
         f"1. Webhook acknowledgement: ls-panoptic serve (gunicorn 2 workers x 4 threads), "
-        f"{sizes.requests} requests per row, keep-alive httpx",
+        f"{sizes.requests} requests per row, keep-alive raw-socket clients",
         ["", "clients", "p50 ms", "p95 ms", "p99 ms", "req/s", "p50 vs floor", "req/s vs floor",
          "server p50 ms", "server max ms", "server CPU ms/req", "CPU-bound req/s"],
         rows,
@@ -375,6 +375,12 @@ def main() -> None:
     )
     parser.add_argument("--no-label-studio", action="store_true", help="skip parts 2 and 3")
     parser.add_argument(
+        "--only",
+        choices=["ack", "live", "snapshot"],
+        action="append",
+        help="run only this part (repeatable): ack = 1, live = 2 and 3, snapshot = 4",
+    )
+    parser.add_argument(
         "--redis-url", default=DEFAULT_REDIS_URL, help="a database of its own: flushed"
     )
     parser.add_argument("--run-snapshot", help=argparse.SUPPRESS)
@@ -398,11 +404,16 @@ def main() -> None:
         scene = make_scene(tmp / "scene", sizes.images)
         print(f"scene: {sizes.images} images {WIDTH}x{HEIGHT}, {BRUSH} brush + {POLY} polygons "
               f"each ({time.perf_counter() - started:.1f} s)", flush=True)  # fmt: skip
-        bench_snapshot(sizes, args.redis_url, client, scene, tmp, report)
-        client.flushdb()
-        bench_ack(sizes, args.redis_url, client, scene, tmp, report)
-        client.flushdb()
-        if args.no_label_studio:
+        parts = set(args.only or ["ack", "live", "snapshot"])
+        if "snapshot" in parts:
+            bench_snapshot(sizes, args.redis_url, client, scene, tmp, report)
+            client.flushdb()
+        if "ack" in parts:
+            bench_ack(sizes, args.redis_url, client, scene, tmp, report)
+            client.flushdb()
+        if "live" not in parts:
+            pass
+        elif args.no_label_studio:
             print("\n2-3. skipped (--no-label-studio)")
         else:
             bench_live(sizes, args.redis_url, client, scene, tmp, report)
