@@ -100,6 +100,8 @@ def worker(burst: bool, with_scheduler: bool) -> None:
 def _work(rt: runtime.Runtime, burst: bool, with_scheduler: bool) -> None:
     """rq's work loop; started again when it ends unasked (rq quits when it loses Redis)."""
     while True:
+        # SERIALIZER (worker.queueing.JobSerializer) is also the one rq hands its scheduler and
+        # every job it loads: JSON only, and a planted non-JSON ``meta`` cannot stop the loop
         rq_worker = _Worker(
             [rt.dispatcher.queue], connection=rt.redis, serializer=SERIALIZER,
             worker_ttl=WORKER_TTL, maintenance_interval=MAINTENANCE_INTERVAL,

@@ -30,7 +30,9 @@ check of the batch CLI (``--images``) is therefore not made live.
 
 Failures: Label Studio unavailable (or refusing the key) and Redis errors propagate, so rq
 retries the job with backoff (``queueing.DEFAULT_RETRY_INTERVALS``) and the dashboard shows it;
-anything wrong with one image is recorded in that task's state and never fails the job.
+anything wrong with one image is recorded in that task's state and never fails the job, a
+conversion over ``LS_PANOPTIC_TIME_LIMIT`` included (rq's own timeout of a sync job stays well
+above that limit: ``queueing.sync_timeout``).
 """
 
 from __future__ import annotations

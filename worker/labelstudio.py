@@ -15,12 +15,16 @@ reuse the SDK's header, so both kinds work there too.
 
 Tasks are read with ``resolve_uri=false``: ``data`` keeps the URLs as stored, as in an export, so
 image keys match a batch conversion. :meth:`LabelStudio.list_tasks` pages by task id (``id >
-last``, ordered by id): tasks created or deleted meanwhile never shift a page.
+last``, ordered by id): tasks created or deleted meanwhile never shift a page. A listed task whose
+data this client cannot use is yielded as an :class:`UnusableTask` (its id and what is wrong)
+instead of raising, so one malformed task never hides the others; a failure of the listing
+itself (network, HTTP status, an answer that is not Label Studio's) raises as any call does.
 """
 
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -50,6 +54,7 @@ __all__ = [
     "LabelStudioNotFound",
     "LabelStudioUnavailable",
     "ProjectInfo",
+    "UnusableTask",
 ]
 
 #: seconds for each HTTP request (connect, each read, write)
@@ -96,6 +101,18 @@ class ProjectInfo:
     id: int
     label_config: str
     title: str
+
+
+@dataclass(frozen=True)
+class UnusableTask:
+    """A listed task whose data this client cannot use.
+
+    ``error`` is the message :meth:`LabelStudio.get_task` raises (as a :class:`LabelStudioError`)
+    for the same data: it names the task and what is wrong with it.
+    """
+
+    id: int
+    error: str
 
 
 class LabelStudio:
@@ -161,29 +178,36 @@ class LabelStudio:
     def get_task(self, task_id: int) -> tuple[int, Task]:
         """``(project id, task)`` with annotations and predictions (drafts are never read)."""
         with self._calling(f"reading task {task_id}"):
-            data = self._sdk.tasks.get(id=str(task_id), request_options=_RAW_URIS).model_dump(
-                mode="json"
-            )
+            data = _dumped(self._sdk.tasks.get(id=str(task_id), request_options=_RAW_URIS))
         if not isinstance(data.get("project"), int):
             raise LabelStudioError(f"task {task_id}: Label Studio's answer names no project")
         return data["project"], _task(data)
 
-    def list_tasks(self, project_id: int) -> Iterator[Task]:
+    def list_tasks(self, project_id: int) -> Iterator[Task | UnusableTask]:
         """Every task of the project with annotations and predictions, by ascending id.
 
-        Lazy: errors (a deleted project is :class:`LabelStudioNotFound`) arise while iterating.
+        A task whose data cannot be used is an :class:`UnusableTask` (what ``get_task`` would
+        raise for it), not an error: the listing goes on past it. Lazy: errors of the listing
+        itself (a deleted project is :class:`LabelStudioNotFound`, an unreachable Label Studio
+        :class:`LabelStudioUnavailable`) arise while iterating.
         """
+        what = f"listing tasks of project {project_id}"
         after = 0
         while True:
             page = self._task_page(project_id, after)
             for data in page:
-                if int(data["id"]) <= after:  # the filter was ignored: paging would never end
+                task_id = data.get("id")
+                if type(task_id) is not int:  # without an id there is no next page
                     raise LabelStudioError(
-                        f"listing tasks of project {project_id}: Label Studio at {self.url} "
-                        "ignored the task id filter; this Label Studio version is not supported"
+                        f"{what}: Label Studio at {self.url} listed a task without an integer id"
                     )
-                after = int(data["id"])
-                yield _task(data)
+                if task_id <= after:  # the filter was ignored: paging would never end
+                    raise LabelStudioError(
+                        f"{what}: Label Studio at {self.url} ignored the task id filter; this "
+                        "Label Studio version is not supported"
+                    )
+                after = task_id
+                yield _listed(task_id, data)
             if len(page) < self._page_size:
                 return
 
@@ -196,7 +220,7 @@ class LabelStudio:
                 project=project_id, page=1, page_size=self._page_size, fields="all",
                 query=query, resolve_uri=False,
             )  # fmt: skip
-            return [task.model_dump(mode="json") for task in pager.items or []]
+            return [_dumped(task) for task in pager.items or []]
 
     def image_info(
         self, url: str, scratch_dir: Path, *, task_id: int | None = None
@@ -320,11 +344,29 @@ class LabelStudio:
         return LabelStudioError(said)
 
 
+def _dumped(task: Any) -> dict[str, Any]:
+    """The JSON of a task as the SDK parsed it (unvalidated). Pydantic's warnings about fields
+    of an unexpected type are silenced (the SDK's serializer does not pass ``warnings=False``
+    on): :func:`_task` checks the shape and names what is wrong, per task."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Pydantic serializer warnings", UserWarning)
+        data: dict[str, Any] = task.model_dump(mode="json")
+    return data
+
+
 def _task(data: Mapping[str, Any]) -> Task:
     try:
         return task_from_dict(data)
     except ValueError as exc:
         raise LabelStudioError(f"task {data.get('id')}: unusable task data: {exc}") from None
+
+
+def _listed(task_id: int, data: Mapping[str, Any]) -> Task | UnusableTask:
+    """A listed task, or what is wrong with it (the message ``get_task`` raises for it)."""
+    try:
+        return _task(data)
+    except LabelStudioError as exc:
+        return UnusableTask(task_id, str(exc))
 
 
 def _body(response: httpx.Response) -> object:

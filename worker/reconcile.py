@@ -13,7 +13,12 @@ on-demand resync compare Label Studio with the store and repair it:
   annotation any more, or when its entry was converted under another label config (recorded
   per state: a config change that another job stored first leaves ``same`` here, and its rebuild
   may still be queued, or lost);
-- a task with a state in the store but absent from Label Studio is dropped.
+- a task with a state in the store but absent from Label Studio is dropped;
+- a task whose data the client cannot use (:class:`~worker.labelstudio.UnusableTask`) is
+  listed like any other and synced: its sync job records why, as the task's error state, like
+  every sync of it does, while the rest of the project is compared and repaired as usual. A
+  failure of the listing itself (Label Studio unreachable, an HTTP error) fails the resync,
+  which rq retries; nothing is dropped then.
 
 The store's states are read *before* Label Studio is listed: a task created meanwhile is then
 either listed or has no state yet, so it is never mistaken for a deleted one.
@@ -31,7 +36,7 @@ from ls_panoptic.labels import LabelSet, labelset_from_config
 from ls_panoptic.model import ConvertOptions, Task
 from ls_panoptic.selection import parse_timestamp, select_annotation
 
-from .labelstudio import LabelStudioNotFound
+from .labelstudio import LabelStudioNotFound, UnusableTask
 from .runtime import Runtime
 from .store import EntryState, config_hash
 
@@ -146,6 +151,10 @@ def _compare(
     listed: set[int] = set()
     to_sync: list[int] = []
     for task in runtime.labelstudio.list_tasks(project):
+        if isinstance(task, UnusableTask):  # its sync records why, as the task's error state
+            listed.add(task.id)
+            to_sync.append(task.id)
+            continue
         if task.id is None:
             continue
         listed.add(task.id)

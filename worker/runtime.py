@@ -27,7 +27,7 @@ from ls_panoptic.images import ImageInfo
 from ls_panoptic.model import ConvertOptions, Task
 
 from .keys import Keys
-from .labelstudio import LabelStudio, ProjectInfo
+from .labelstudio import LabelStudio, ProjectInfo, UnusableTask
 from .queueing import Dispatcher
 from .settings import Settings
 from .store import Store
@@ -54,7 +54,7 @@ class LabelStudioAPI(Protocol):
 
     def get_task(self, task_id: int) -> tuple[int, Task]: ...
 
-    def list_tasks(self, project_id: int) -> Iterator[Task]: ...
+    def list_tasks(self, project_id: int) -> Iterator[Task | UnusableTask]: ...
 
     def image_info(
         self, url: str, scratch_dir: Path, *, task_id: int | None = None

@@ -30,6 +30,8 @@ _BOOLS.update({"0": False, "false": False, "no": False, "off": False})
 _PREFIX = "LS_PANOPTIC_"
 _MAX_RETRIES = 25  # attempts after the first of one job (LS_PANOPTIC_RETRY_INTERVALS)
 _MAX_DEBOUNCE_MS = 60_000  # LS_PANOPTIC_DEBOUNCE_MS: queueing.DEBOUNCE_KEY_TTL covers it
+#: default of LS_PANOPTIC_TIME_LIMIT: seconds one image's conversion may take
+DEFAULT_TIME_LIMIT = 60.0
 _NAME = re.compile(r"[A-Za-z0-9_.:-]+")  # queue names and key prefixes: no spaces, no glob chars
 
 
@@ -41,8 +43,9 @@ class SettingsError(Exception):
 class Settings:
     """Everything the backend and the worker are configured with (see ``from_env``).
 
-    ``max_image_pixels`` is the conversion's pixel limit: it is copied into
-    ``convert.max_pixels``, whatever ``convert`` says.
+    ``max_image_pixels`` is the conversion's pixel limit and ``time_limit`` its time limit per
+    image: they are copied into ``convert.max_pixels`` and ``convert.time_limit``, whatever
+    ``convert`` says.
     """
 
     redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)
@@ -58,6 +61,9 @@ class Settings:
     convert: ConvertOptions = field(default_factory=ConvertOptions)
     snapshot_dir: Path = Path("snapshots")
     max_image_pixels: int = DEFAULT_MAX_PIXELS
+    #: seconds one image's conversion may take; a slower one is that task's recorded error.
+    #: rq's timeout of a sync job stays well above it (``queueing.sync_timeout``)
+    time_limit: float = DEFAULT_TIME_LIMIT
     #: seconds between the attempts of a failed job; ``None``: ``queueing.DEFAULT_RETRY_INTERVALS``
     retry_intervals: tuple[int, ...] | None = None
     #: milliseconds a task must stay free of events before its sync job pulls it (0 = off)
@@ -68,10 +74,10 @@ class Settings:
     config_ttl: float = 60.0
 
     def __post_init__(self) -> None:
-        if self.convert.max_pixels != self.max_image_pixels:
-            object.__setattr__(
-                self, "convert", replace(self.convert, max_pixels=self.max_image_pixels)
-            )
+        convert = self.convert
+        if (convert.max_pixels, convert.time_limit) != (self.max_image_pixels, self.time_limit):
+            convert = replace(convert, max_pixels=self.max_image_pixels, time_limit=self.time_limit)
+            object.__setattr__(self, "convert", convert)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -100,6 +106,7 @@ class Settings:
             max_image_pixels=env.get(
                 "LS_PANOPTIC_MAX_IMAGE_PIXELS", _int_range(1, None), default.max_image_pixels
             ),
+            time_limit=env.get("LS_PANOPTIC_TIME_LIMIT", _positive_seconds, default.time_limit),
             retry_intervals=env.get("LS_PANOPTIC_RETRY_INTERVALS", _intervals, None),
             debounce_ms=env.get(
                 "LS_PANOPTIC_DEBOUNCE_MS", _int_range(0, _MAX_DEBOUNCE_MS), default.debounce_ms
@@ -241,6 +248,16 @@ def _seconds(raw: str) -> float:
         value = math.nan
     if not math.isfinite(value) or value < 0:
         raise ValueError(f"{raw!r} is not a number of seconds >= 0 (0 turns it off)")
+    return value
+
+
+def _positive_seconds(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{raw!r} is not a number of seconds > 0")
     return value
 
 

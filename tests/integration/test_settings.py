@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from ls_panoptic.model import ConvertOptions
+from worker.queueing import DEFAULT_SYNC_TIMEOUT, SYNC_TIMEOUT_MARGIN, sync_timeout
 from worker.settings import Settings, SettingsError
 
 FULL_ENV = {
@@ -32,13 +33,15 @@ FULL_ENV = {
     "LS_PANOPTIC_UNKNOWN_LABELS": "skip",
     "LS_PANOPTIC_SNAPSHOT_DIR": "/tmp/snaps",
     "LS_PANOPTIC_MAX_IMAGE_PIXELS": "50_000_000",
+    "LS_PANOPTIC_TIME_LIMIT": "12.5",
 }
 SECRETS = ("s3cret-redis", "ls-key-123", "hook-token-456", "api-token-789")
 
 
 def test_empty_environment_gives_the_defaults() -> None:
     assert Settings.from_env({}) == Settings()
-    assert Settings().convert == ConvertOptions()
+    # the service limits each image's conversion time; the core's default is no limit
+    assert Settings().convert == dataclasses.replace(ConvertOptions(), time_limit=60.0)
 
 
 def test_every_variable_is_read() -> None:
@@ -66,6 +69,7 @@ def test_every_variable_is_read() -> None:
         ),
         snapshot_dir=Path("/tmp/snaps"),
         max_image_pixels=50_000_000,
+        time_limit=12.5,
     )
 
 
@@ -85,6 +89,11 @@ def test_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
         ("LS_PANOPTIC_BRUSH_THRESHOLD", "256", "an integer from 1 to 255"),
         ("LS_PANOPTIC_BRUSH_THRESHOLD", "12.5", "an integer from 1 to 255"),
         ("LS_PANOPTIC_MAX_IMAGE_PIXELS", "0", "an integer >= 1"),
+        ("LS_PANOPTIC_TIME_LIMIT", "0", "seconds > 0"),
+        ("LS_PANOPTIC_TIME_LIMIT", "-5", "seconds > 0"),
+        ("LS_PANOPTIC_TIME_LIMIT", "nan", "seconds > 0"),
+        ("LS_PANOPTIC_TIME_LIMIT", "inf", "seconds > 0"),
+        ("LS_PANOPTIC_TIME_LIMIT", "30s", "seconds > 0"),
         ("LS_PANOPTIC_RESYNC_INTERVAL", "-1", "seconds >= 0"),
         ("LS_PANOPTIC_RESYNC_INTERVAL", "nan", "seconds >= 0"),
         ("LS_PANOPTIC_RESYNC_INTERVAL", "inf", "seconds >= 0"),
@@ -217,3 +226,19 @@ def test_bad_debounce_and_config_cache_values(name: str, value: str, expected: s
     with pytest.raises(SettingsError) as info:
         Settings.from_env({name: value})
     assert str(info.value).startswith(f"{name}: ") and expected in str(info.value)
+
+
+def test_the_time_limit_reaches_the_conversion_and_rq_allows_more() -> None:
+    default = Settings.from_env({})
+    assert default.time_limit == default.convert.time_limit == 60.0
+    settings = Settings.from_env({"LS_PANOPTIC_TIME_LIMIT": "0.25"})
+    assert settings.time_limit == settings.convert.time_limit == 0.25
+    assert settings.describe()["time_limit"] == settings.describe()["convert"]["time_limit"]
+    # copied into the conversion options whatever they say, as max_image_pixels is
+    assert Settings(convert=ConvertOptions(time_limit=5), time_limit=7).convert.time_limit == 7
+    # rq's timeout of a sync job stays well above the limit, the debounce wait included
+    assert sync_timeout(default) == DEFAULT_SYNC_TIMEOUT
+    for limit in (0.25, 60, 599, 3600, 86_400):
+        for debounce_max_s in (0.0, 10.0, 600.0):
+            tuned = Settings(time_limit=limit, debounce_max_s=debounce_max_s)
+            assert sync_timeout(tuned) >= limit + debounce_max_s + SYNC_TIMEOUT_MARGIN

@@ -40,8 +40,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from rq import SimpleWorker
 from rq.job import Job, JobStatus
+from rq.scheduler import RQScheduler
 
 from backend.app import DEFAULT_MAX_CONTENT_LENGTH, create_app
+from cli import worker_cmd
 from ls_panoptic.images import ImageInfo
 from ls_panoptic.model import Entry, Task
 from ls_panoptic.selection import task_from_dict
@@ -249,7 +251,7 @@ class _Tasks:
 
 def plant_bombs(client: redis.Redis, settings: Settings, bomb: bytes) -> str:
     """A store and a queue with pickles where the service keeps JSON, zstd and text; the id of
-    the job whose call (``data``) is a pickle. (A pickled ``meta``: see the xfail below.)"""
+    the job whose call (``data``) is a pickle. (A pickled ``meta``: see the tests below.)"""
     keys, store = Keys(settings.key_prefix), Store(client, Keys(settings.key_prefix))
     store.set_project(PROJECT, CONFIG, ID2LABEL)
     for task_id in (11, 12):
@@ -324,15 +326,25 @@ def test_pickles_planted_in_redis_are_never_loaded(
     assert marker.exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rq 2.12: when a job whose meta does not deserialize fails, rq's failure handling "
-    "raises (it cannot JSON-save the raw meta) and the worker quits, leaving the queue; needs "
-    "write access to Redis, bounded by the job's retries; reported to the lead",
-)
+def _simple_worker(rt: runtime.Runtime) -> None:
+    queue = rt.dispatcher.queue
+    SimpleWorker([queue], connection=rt.redis, serializer=SERIALIZER).work(burst=True)
+
+
+def _worker_command(rt: runtime.Runtime) -> None:  # ``ls-panoptic worker``: rq's forking worker
+    worker_cmd._work(rt, burst=True, with_scheduler=False)
+
+
+@pytest.mark.parametrize("work", [_simple_worker, _worker_command])
 def test_a_job_with_pickled_data_and_meta_does_not_stop_the_worker(
-    redis_client: redis.Redis, settings: Settings, tmp_path: Path
+    redis_client: redis.Redis,
+    settings: Settings,
+    tmp_path: Path,
+    work: Callable[[runtime.Runtime], None],
 ) -> None:
+    """rq reads a meta it cannot load as ``{"unserialized": <bytes>}`` and, retrying the failed
+    job, saved that back as JSON: it raised inside rq's failure handling and the worker quit.
+    ``worker.queueing.JobSerializer`` saves it as ``{}``."""
     bomb = pickle.dumps(_Bomb(tmp_path / "unpickled"))
     rt = runtime.build(
         settings, connection=redis_client, labelstudio=_Tasks(), scratch_dir=tmp_path
@@ -343,11 +355,33 @@ def test_a_job_with_pickled_data_and_meta_does_not_stop_the_worker(
     )
     honest = rt.dispatcher.drop_tasks(PROJECT, [98])
     with runtime.activate(rt):
-        SimpleWorker([rt.dispatcher.queue], connection=redis_client, serializer=SERIALIZER).work(
-            burst=True
-        )
+        work(rt)
     assert not (tmp_path / "unpickled").exists()
     assert Job.fetch(str(honest), redis_client, SERIALIZER).get_status() == JobStatus.FINISHED
+    refused = Job.fetch(str(planted), redis_client, SERIALIZER)
+    assert refused.get_status() == JobStatus.SCHEDULED  # failed, to be retried (and fail again)
+    assert refused.meta == {} and redis_client.hget(refused.key, "meta") == b"{}"
+
+
+def test_the_scheduler_enqueues_a_due_job_with_a_pickled_meta(
+    redis_client: redis.Redis, settings: Settings, tmp_path: Path
+) -> None:
+    """rq's scheduler saves each due job it enqueues, its meta included (with rq's own Job
+    class, whatever the worker's): the serializer is what it takes from the worker."""
+    bomb = pickle.dumps(_Bomb(tmp_path / "unpickled"))
+    dispatcher = Dispatcher(redis_client, settings)
+    due = dispatcher.schedule_resync_all(60)
+    assert due is not None
+    redis_client.hset(Job.key_for(due), "meta", bomb)
+    registry = dispatcher.queue.scheduled_job_registry
+    redis_client.zadd(registry.key, {due: 0})  # due long ago
+
+    scheduler = RQScheduler([dispatcher.queue], connection=redis_client, serializer=SERIALIZER)
+    scheduler.prepare_registries([dispatcher.queue.name])
+    scheduler.enqueue_scheduled_jobs()
+    assert dispatcher.queue.get_job_ids() == [due]
+    assert redis_client.hget(Job.key_for(due), "meta") == b"{}"
+    assert not (tmp_path / "unpickled").exists()
 
 
 # -- the dashboard needs API_TOKEN ------------------------------------------------------------

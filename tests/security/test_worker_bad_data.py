@@ -4,8 +4,11 @@ error, its job returns (finished, not failed or retried), and the other tasks co
 Label Studio is a stub here, acceptable only because these tasks hold data real Label Studio
 would refuse to store (it validates results in its editor and API, timestamps are database
 columns). The stub hands task JSON through the real client's translation
-(``worker.labelstudio._task``), so what the sync job sees is exactly what ``LabelStudio.get_task``
-would give it or raise. Jobs run in-process (rq ``SimpleWorker``, burst) against a real Redis.
+(``worker.labelstudio._task`` and ``_listed``), so what the jobs see is exactly what
+``LabelStudio.get_task`` would give them or raise, and what ``LabelStudio.list_tasks`` would
+yield. The real ``list_tasks`` is driven once more over HTTP (a mock transport speaking Label
+Studio's task list API), malformed tasks and a 503 included. Jobs run in-process (rq
+``SimpleWorker``, burst) against a real Redis.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import redis
 from rq import SimpleWorker
@@ -25,8 +29,17 @@ from ls_panoptic.images import ImageInfo
 from ls_panoptic.labels import labelset_from_config
 from ls_panoptic.model import Task
 from worker import reconcile, runtime
-from worker.labelstudio import LabelStudioError, LabelStudioNotFound, ProjectInfo, _task
-from worker.queueing import SERIALIZER
+from worker.labelstudio import (
+    LabelStudio,
+    LabelStudioError,
+    LabelStudioNotFound,
+    LabelStudioUnavailable,
+    ProjectInfo,
+    UnusableTask,
+    _listed,
+    _task,
+)
+from worker.queueing import DEFAULT_SYNC_TIMEOUT, SERIALIZER, sync_timeout
 from worker.settings import Settings
 
 P = 7
@@ -107,6 +120,8 @@ class StubLabelStudio:
 
     def __init__(self, tasks: dict[int, dict[str, Any]]) -> None:
         self.tasks = tasks
+        #: list_tasks raises this after yielding that many tasks (a listing that breaks off)
+        self.listing_fails_after: int | None = None
 
     def get_project(self, project_id: int) -> ProjectInfo:
         if project_id != P:
@@ -119,9 +134,11 @@ class StubLabelStudio:
         # a JSON round trip, as over HTTP (NaN survives: Python's json reads it)
         return P, _task(json.loads(json.dumps(self.tasks[task_id])))
 
-    def list_tasks(self, project_id: int) -> Iterator[Task]:
-        for task_id in sorted(self.tasks):
-            yield _task(json.loads(json.dumps(self.tasks[task_id])))
+    def list_tasks(self, project_id: int) -> Iterator[Task | UnusableTask]:
+        for n, task_id in enumerate(sorted(self.tasks)):
+            if n == self.listing_fails_after:
+                raise LabelStudioUnavailable("listing tasks: Label Studio answered 503; retry")
+            yield _listed(task_id, json.loads(json.dumps(self.tasks[task_id])))
 
     def image_info(
         self, url: str, scratch_dir: Path, *, task_id: int | None = None
@@ -154,6 +171,21 @@ def run_burst(rt: runtime.Runtime) -> None:
     SimpleWorker([rt.dispatcher.queue], connection=rt.redis, serializer=SERIALIZER).work(burst=True)
 
 
+def assert_bad_recorded_good_converted(rt: runtime.Runtime) -> None:
+    """Each bad task's state is an error naming the task and what is wrong; the good ones are
+    entries of the image's size."""
+    states = {state.task_id: state for state in rt.store.states(P)}
+    for task_id, (case, (_raw, word)) in enumerate(BAD.items(), 1):
+        state = states[task_id]
+        assert (state.status, state.key) == ("error", None), case
+        assert state.error is not None and f"task {task_id}" in state.error, (case, state.error)
+        assert word in state.error, (case, state.error)
+    for task_id in GOOD:
+        assert states[task_id].status == "ok"
+        entry = rt.store.get_entry(P, task_id)
+        assert entry is not None and entry.panoptic_mask.shape == (30, 40)
+
+
 def test_each_bad_task_is_a_recorded_error_and_the_good_ones_convert(
     rt: runtime.Runtime, tasks: dict[int, dict[str, Any]]
 ) -> None:
@@ -167,17 +199,7 @@ def test_each_bad_task_is_a_recorded_error_and_the_good_ones_convert(
         assert job.return_value() == ("ok" if task_id in GOOD else "error")
     assert rt.dispatcher.queue.failed_job_registry.get_job_ids() == []
     assert rt.dispatcher.queue.scheduled_job_registry.get_job_ids() == []  # nothing to retry
-
-    states = {state.task_id: state for state in rt.store.states(P)}
-    for task_id, (case, (_raw, word)) in enumerate(BAD.items(), 1):
-        state = states[task_id]
-        assert (state.status, state.key) == ("error", None), case
-        assert state.error is not None and f"task {task_id}" in state.error, (case, state.error)
-        assert word in state.error, (case, state.error)
-    for task_id in GOOD:
-        assert states[task_id].status == "ok"
-        entry = rt.store.get_entry(P, task_id)
-        assert entry is not None and entry.panoptic_mask.shape == (30, 40)
+    assert_bad_recorded_good_converted(rt)
 
 
 def test_a_task_turning_bad_keeps_its_last_good_entry(
@@ -193,13 +215,105 @@ def test_a_task_turning_bad_keeps_its_last_good_entry(
     assert rt.store.get_entry(P, GOOD[0]) is not None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=LabelStudioError,
-    reason="LabelStudio.list_tasks raises LabelStudioError on the first task whose data it "
-    "cannot use, so the resync of the whole project fails (and is retried, and fails) until "
-    "that task is fixed in Label Studio; reported to the lead, fix in worker/labelstudio.py",
-)
+def test_an_image_over_the_time_limit_is_a_recorded_error(
+    redis_client: redis.Redis, tasks: dict[int, dict[str, Any]], tmp_path: Path
+) -> None:
+    settings = Settings(queue_name="lsp-security", key_prefix="lspsec", time_limit=1e-9)
+    built = runtime.build(
+        settings, connection=redis_client, labelstudio=StubLabelStudio(tasks), scratch_dir=tmp_path
+    )
+    with runtime.activate(built):
+        built.store.set_project(P, CONFIG, labelset_from_config(CONFIG).id2label)
+        job_id = built.dispatcher.enqueue_sync(P, GOOD[0])
+        job = Job.fetch(str(job_id), connection=redis_client, serializer=SERIALIZER)
+        assert job.timeout == sync_timeout(settings) >= DEFAULT_SYNC_TIMEOUT  # rq allows more
+        run_burst(built)
+    assert job.get_status() == JobStatus.FINISHED and job.return_value() == "error"
+    assert built.dispatcher.queue.scheduled_job_registry.get_job_ids() == []  # not retried
+    (state,) = built.store.states(P)
+    assert state.status == "error" and state.error is not None
+    assert f"task {GOOD[0]}" in state.error and "took longer than the 1e-09 s limit" in state.error
+
+
 def test_a_resync_survives_a_malformed_task(rt: runtime.Runtime) -> None:
     summary = reconcile.resync(rt, P)
     assert summary["listed"] == len(BAD) + len(GOOD)
+    assert summary["to_sync"] == summary["enqueued"] == len(BAD) + len(GOOD)
+    assert summary["dropped"] == 0
+    run_burst(rt)
+    assert rt.dispatcher.queue.failed_job_registry.get_job_ids() == []
+    assert rt.dispatcher.queue.scheduled_job_registry.get_job_ids() == []  # nothing to retry
+    assert_bad_recorded_good_converted(rt)
+
+    again = reconcile.resync(rt, P)  # the next resync lists them all again, drops nothing
+    assert (again["listed"], again["dropped"]) == (len(BAD) + len(GOOD), 0)
+    assert again["to_sync"] == len(BAD)  # the good ones are current; errors are retried
+
+
+def test_a_listing_that_breaks_off_fails_the_resync_and_drops_nothing(
+    rt: runtime.Runtime,
+) -> None:
+    reconcile.resync(rt, P)
+    run_burst(rt)
+    assert isinstance(rt.labelstudio, StubLabelStudio)
+    rt.labelstudio.listing_fails_after = 3
+    with pytest.raises(LabelStudioUnavailable):  # the resync job fails: rq retries it
+        reconcile.resync(rt, P)
+    assert len(list(rt.store.states(P))) == len(BAD) + len(GOOD)
+    assert_bad_recorded_good_converted(rt)
+
+
+# -- the real client's listing, over HTTP -------------------------------------------------------
+
+
+def task_list_api(
+    tasks: dict[int, dict[str, Any]], *, fail_after: int | None = None
+) -> httpx.MockTransport:
+    """Label Studio's ``GET /api/tasks/``: the tasks with an id above the query's filter, by id,
+    one page; answers 503 for the pages after ``fail_after`` tasks were listed."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        assert request.url.path == "/api/tasks/", request.url
+        params = request.url.params
+        query = json.loads(params["query"])
+        (item,) = query["filters"]["items"]
+        assert (item["filter"], item["operator"]) == ("filter:tasks:id", "greater")
+        after, size = int(item["value"]), int(params["page_size"])
+        if fail_after is not None and after >= fail_after:
+            return httpx.Response(503, json={"detail": "maintenance"})
+        page = [tasks[n] | {"id": n} for n in sorted(tasks) if n > after][:size]
+        body = {"tasks": page, "total": len(tasks), "total_annotations": 0,
+                "total_predictions": 0}  # fmt: skip
+        return httpx.Response(200, content=json.dumps(body).encode())
+
+    return httpx.MockTransport(answer)
+
+
+def client_over(transport: httpx.MockTransport) -> LabelStudio:
+    ls = LabelStudio("http://label-studio.test", "legacy-token", page_size=4)
+    ls._http._transport = transport  # the SDK and the downloads share this client
+    return ls
+
+
+def test_the_real_listing_yields_malformed_tasks_as_unusable(
+    tasks: dict[int, dict[str, Any]],
+) -> None:
+    with client_over(task_list_api(tasks)) as ls:
+        listed = list(ls.list_tasks(P))
+    assert [t.id for t in listed] == sorted(tasks)
+    unusable = {t.id: t.error for t in listed if isinstance(t, UnusableTask)}
+    assert unusable  # some BAD tasks fail the translation itself, the others their conversion
+    for task_id, error in unusable.items():
+        assert error.startswith(f"task {task_id}: unusable task data: "), error
+        with pytest.raises(LabelStudioError) as raised:  # what get_task raises for the same data
+            _task(json.loads(json.dumps(tasks[task_id])))
+        assert str(raised.value) == error
+    assert not unusable.keys() & set(GOOD)
+
+
+def test_the_real_listing_fails_on_an_http_error(tasks: dict[int, dict[str, Any]]) -> None:
+    with client_over(task_list_api(tasks, fail_after=5)) as ls:
+        listing = ls.list_tasks(P)
+        assert [next(listing).id for _ in range(4)] == [1, 2, 3, 4]  # the first page
+        with pytest.raises(LabelStudioUnavailable, match="503"):
+            list(listing)
