@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,12 @@ def _annotation_policy(_ctx: click.Context, _param: click.Parameter, value: str)
         parse_policy(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
+    return value
+
+
+def _time_limit(_ctx: click.Context, _param: click.Parameter, value: float | None) -> float | None:
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter("must be a finite number of seconds (leave it out for no limit)")
     return value
 
 
@@ -240,6 +247,16 @@ def run_convert(
     type=click.Path(file_okay=False, path_type=Path),
     help="Also write one PNG per image to this folder: the mask over the image.",
 )
+@click.option(
+    "--time-limit",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    callback=_time_limit,
+    metavar="SECONDS",
+    help="Most seconds one image may take to convert (default: no limit). A slower image "
+    "fails like any other (exit 1, the others are written); guards against pathological "
+    "annotations such as polygons with a huge number of vertices.",
+)
 @click.option("--strict", is_flag=True, help="Write nothing if any image fails.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def convert(
@@ -257,6 +274,7 @@ def convert(
     unknown_labels: Any,
     key_scheme: Any,
     preview: Path | None,
+    time_limit: float | None,
     strict: bool,
     quiet: bool,
 ) -> None:
@@ -276,6 +294,7 @@ def convert(
         use_predictions=predictions,
         orientation=orientation,
         key=key_scheme,
+        time_limit=time_limit,
     )
     report, labels = run_convert(
         export,

@@ -18,17 +18,23 @@ Rotations are clockwise on screen (y points down): about a pivot, an offset ``(d
 
 Shapes come out as *runs*: ``int64`` flat pixel indices ``[start, stop)`` into a C-contiguous
 ``(height, width)`` image, sorted and disjoint, the same form as decoded brush RLE. Work and memory
-grow with the rows the shape spans inside the image, never with its size outside it.
+grow with the rows the shape spans inside the image, never with its size outside it. A polygon
+with very many vertices is swept in bands of rows of at most about ``BAND_CROSSINGS`` (edge, row)
+crossings, so beyond its vertices and its runs its working memory stays bounded.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "BAND_CROSSINGS",
+    "Checkpoint",
     "Floats",
     "Ints",
     "Runs",
@@ -43,6 +49,12 @@ Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
 Runs = tuple[Ints, Ints]
 """``(starts, stops)``: ``int64`` arrays of equal length ``(n,)``, flat pixel indices."""
+
+Checkpoint = Callable[[], None]
+"""Called now and then during long work; it may raise to stop it."""
+
+BAND_CROSSINGS = 1 << 17
+"""(edge, row) crossings a polygon sweep handles at once, ~50 bytes each (about 6 MiB)."""
 
 _QUARTER_TURNS = ((1.0, 0.0), (0.0, 1.0), (-1.0, 0.0), (0.0, -1.0))
 
@@ -68,13 +80,21 @@ def rectangle_corners(x: float, y: float, width: float, height: float, degrees: 
     return corners
 
 
-def polygon_runs(points: Floats, height: int, width: int) -> Runs:
+def polygon_runs(
+    points: Floats, height: int, width: int, checkpoint: Checkpoint | None = None
+) -> Runs:
     """Pixels whose centre lies inside the polygon (even-odd rule), clipped to the image.
+
+    A polygon crossing more than ``BAND_CROSSINGS`` (edge, row) pairs is swept in bands of rows
+    of about that many crossings each, so working memory stays bounded however many vertices it
+    has; each crossing is computed by the same arithmetic either way, so the pixels are the same.
 
     Args:
         points: ``float64`` ``(n, 2)`` finite ``(x, y)`` vertices in pixels; the polygon closes
             itself (last vertex back to the first).
         height, width: image shape.
+        checkpoint: called before each band of rows of a long sweep; it may raise to stop the
+            work (the conversion's time limit does).
     """
     x0, y0 = points[:, 0], points[:, 1]
     x1, y1 = np.roll(x0, -1), np.roll(y0, -1)
@@ -85,14 +105,71 @@ def polygon_runs(points: Floats, height: int, width: int) -> Runs:
     first = _row_bound(np.minimum(y0, y1), height)
     end = _row_bound(np.maximum(y0, y1), height)
     counts = end - first
+    through = np.cumsum(counts)  # crossings of edges 0..i
+    if not through.size or through[-1] <= BAND_CROSSINGS:
+        return _sweep(x0, y0, x1, y1, first, counts, through, width)
+    parts = []
+    for lo, hi in _bands(first, end, height, BAND_CROSSINGS):
+        if checkpoint is not None:
+            checkpoint()
+        band = (first < hi) & (end > lo)
+        band_first = np.maximum(first[band], lo)
+        counts = np.minimum(end[band], hi) - band_first
+        edges = x0[band], y0[band], x1[band], y1[band]
+        parts.append(_sweep(*edges, band_first, counts, np.cumsum(counts), width))
+    return _join_runs(parts)
+
+
+def _sweep(
+    x0: Floats,
+    y0: Floats,
+    x1: Floats,
+    y1: Floats,
+    first: Ints,
+    counts: Ints,
+    through: Ints,
+    width: int,
+) -> Runs:
+    """Runs on the centre rows that edges ``(x0, y0) -> (x1, y1)`` cross, edge ``i`` on rows
+    ``first[i]`` to ``first[i] + counts[i] - 1`` (``through = cumsum(counts)``). Every edge
+    crossing those rows must be given: their crossings pair up into spans."""
     edge = np.repeat(np.arange(counts.size), counts)
-    rows = np.arange(edge.size) - np.repeat(np.cumsum(counts) - counts, counts) + first[edge]
+    rows = np.arange(edge.size) - np.repeat(through - counts, counts) + first[edge]
     slope = (x1 - x0) / (y1 - y0)
     xs = x0[edge] + (rows + 0.5 - y0[edge]) * slope[edge]
     xs = np.clip(xs, np.minimum(x0, x1)[edge], np.maximum(x0, x1)[edge])
     order = np.lexsort((xs, rows))
     rows, xs = rows[order], xs[order]
     return _spans_to_runs(rows[0::2], xs[0::2], xs[1::2], width)
+
+
+def _bands(first: Ints, end: Ints, height: int, crossings: int) -> list[tuple[int, int]]:
+    """Consecutive row bands ``[lo, hi)`` covering ``[0, height)`` that each hold at most about
+    ``crossings`` edge crossings (more only when one row alone holds more)."""
+    per_row = np.cumsum(
+        np.bincount(first, minlength=height + 1) - np.bincount(end, minlength=height + 1)
+    )[:height]
+    through = np.cumsum(per_row)  # crossings on rows 0..r
+    cuts = np.searchsorted(through, np.arange(crossings, int(through[-1]), crossings)) + 1
+    bounds = np.unique(np.concatenate(([0], np.minimum(cuts, height), [height]))).tolist()
+    return list(itertools.pairwise(bounds))
+
+
+def _join_runs(parts: list[Runs]) -> Runs:
+    """Concatenate runs of consecutive bands, joining a run that ends one band where the next
+    band's first run starts (as :func:`_spans_to_runs` joins runs within a band)."""
+    starts: list[Ints] = []
+    stops: list[Ints] = []
+    for part_starts, part_stops in parts:
+        if stops and part_starts.size and stops[-1][-1] == part_starts[0]:
+            stops[-1][-1] = part_stops[0]
+            part_starts, part_stops = part_starts[1:], part_stops[1:]
+        if part_starts.size:
+            starts.append(part_starts)
+            stops.append(part_stops)
+    if not starts:
+        return _no_runs()
+    return np.concatenate(starts), np.concatenate(stops)
 
 
 def ellipse_runs(

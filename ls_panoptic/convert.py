@@ -8,9 +8,11 @@ against the image as displayed (EXIF), map labels to class ids, rasterise, compo
 from __future__ import annotations
 
 import math
+import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from .compose import Layer, Scratch, compose
@@ -28,12 +30,36 @@ __all__ = ["MAX_PIL_SAFE_ID", "convert_task"]
 MAX_PIL_SAFE_ID = 255  # the processor's PIL resize path rejects ids above this
 
 
+class _Deadline:
+    """``options.time_limit`` for one task, on a monotonic clock: no signals, no threads, so it
+    works in an RQ work-horse, a thread or the batch CLI alike."""
+
+    def __init__(self, seconds: float | None, task_id: int | None) -> None:
+        self.seconds = seconds
+        self.task_id = task_id
+        self.at = None if seconds is None else time.monotonic() + seconds
+
+    def check(self, where: str) -> None:
+        """Raise ``ImageError`` once the limit has passed; ``where``: ``"at region p1"``..."""
+        if self.at is not None and time.monotonic() > self.at:
+            raise ImageError(
+                self.task_id,
+                f"conversion took longer than the {self.seconds:g} s limit (stopped {where}); "
+                "raise --time-limit (LS_PANOPTIC_TIME_LIMIT in the service) or split the image",
+            )
+
+    def checkpoint(self, where: str) -> Callable[[], None] | None:
+        """``check(where)`` as a callback for long loops; ``None`` when there is no limit."""
+        return None if self.at is None else partial(self.check, where)
+
+
 @dataclass
 class _Context:
     task: Task
     labels: LabelSet
     options: ConvertOptions
     warnings: list[str]
+    deadline: _Deadline
 
 
 def _image_size(
@@ -101,6 +127,8 @@ def _class_id(region: Region, ctx: _Context) -> int | None:
 def _layers(regions: Sequence[Region], ctx: _Context) -> list[Layer]:
     layers = []
     for region in regions:
+        where = f"at region {region.id}"
+        ctx.deadline.check(where)
         if region.image_rotation != 0:
             reason = (
                 f"image_rotation={region.image_rotation:g} (rotated in the editor) is not "
@@ -113,7 +141,11 @@ def _layers(regions: Sequence[Region], ctx: _Context) -> list[Layer]:
         if class_id is None:
             continue
         try:
-            shape = shape_for(region, brush_threshold=ctx.options.brush_threshold)
+            shape = shape_for(
+                region,
+                brush_threshold=ctx.options.brush_threshold,
+                checkpoint=ctx.deadline.checkpoint(where),
+            )
         except (GeometryError, RLEError) as exc:
             raise RegionError(ctx.task.id, region.id, f"{region.kind}: {exc}") from exc
         layers.append(Layer(region.id, class_id, region.order, shape))
@@ -157,18 +189,21 @@ def convert_task(
     Raises:
         ImageError: (or a subclass) this image cannot be converted; the message says why. Among
             the reasons: more than ``options.max_regions`` regions, or more than
-            ``options.max_pixels`` pixels (checked before anything image-sized is allocated).
+            ``options.max_pixels`` pixels (checked before anything image-sized is allocated),
+            or more than ``options.time_limit`` seconds spent (checked between regions, while
+            a long polygon is swept, and before composing).
     """
     annotation = select_annotation(task, options.annotation, options.use_predictions)
     if annotation is None:
         return None
-    ctx = _Context(task, labels, options, [])
+    ctx = _Context(task, labels, options, [], _Deadline(options.time_limit, task.id))
     parsed = parse_result(annotation.result, task.id)
     ctx.warnings.extend(parsed.warnings)
     _check_regions(len(parsed.regions), options, task.id)
     height, width = _image_size(parsed.regions, image, task.id)
     _check_pixels(height, width, options, task.id)
     layers = _layers(parsed.regions, ctx)
+    ctx.deadline.check("before composing the mask")
     stuff = frozenset(c for c in map(labels.class_id, options.stuff) if c is not None)
     comp = compose(
         layers,

@@ -5,6 +5,7 @@ Shapes are written ``(height, width)``; images are indexed ``[row, col]``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -103,6 +104,14 @@ class ConvertOptions:
             image-sized buffer is allocated.
         max_regions: most area regions an annotation may hold; more fail before any region
             is rasterised.
+        time_limit: seconds one image's conversion may take (``None``: no limit); a slower one
+            fails with an ``ImageError``. Checked on a monotonic clock between regions, while
+            a long polygon is swept and before composing, so it works anywhere (no signals, no
+            threads); a step under way (decoding one brush or bitmask, composing) finishes
+            first.
+
+    Raises:
+        ValueError: ``time_limit`` is not ``None`` or a finite number of seconds above 0.
     """
 
     overlap: Overlap = "last"
@@ -115,6 +124,18 @@ class ConvertOptions:
     key: KeyScheme = "name"
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_regions: int = DEFAULT_MAX_REGIONS
+    time_limit: float | None = None
+
+    def __post_init__(self) -> None:
+        limit = self.time_limit
+        if limit is not None and (
+            isinstance(limit, bool)
+            or not isinstance(limit, (int, float))
+            or not math.isfinite(limit)
+            or limit <= 0
+        ):
+            wanted = "None (no limit) or a finite number of seconds above 0"
+            raise ValueError(f"time_limit must be {wanted}, not {limit!r}")
 
 
 @dataclass

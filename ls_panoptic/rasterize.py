@@ -44,6 +44,7 @@ MAX_ABS_PERCENT = 1e6
 """Largest coordinate, in percent, accepted (ten thousand image sizes away); beyond is an error."""
 
 PNG_DATA_URL_PREFIX = "data:image/png;base64,"
+_Checkpoint = geometry.Checkpoint | None  # polygons and boxes: long sweeps call it
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -87,12 +88,16 @@ class _RunShape:
         paint_runs(canvas.reshape(-1), self.starts, self.stops, value)
 
 
-def shape_for(region: Region, *, brush_threshold: int = 128) -> Shape:
+def shape_for(
+    region: Region, *, brush_threshold: int = 128, checkpoint: geometry.Checkpoint | None = None
+) -> Shape:
     """Rasterise ``region`` onto its ``(region.height, region.width)`` pixel grid.
 
     Args:
         region: an area region; ``value`` holds Label Studio's geometry fields.
         brush_threshold: alpha (1..255) at or above which a brush or bitmask pixel counts.
+        checkpoint: called now and then while a long polygon (or box) is swept; whatever it
+            raises propagates (the conversion's time limit uses it).
 
     Raises:
         GeometryError: the geometry is missing, malformed or implausible (message says which).
@@ -105,29 +110,29 @@ def shape_for(region: Region, *, brush_threshold: int = 128) -> Shape:
     rasterise = _RASTERISERS.get(region.kind)
     if rasterise is None:
         raise GeometryError(f"region kind {region.kind!r} has no area")
-    starts, stops = rasterise(region, brush_threshold)
+    starts, stops = rasterise(region, brush_threshold, checkpoint)
     return _RunShape(starts, stops, region.height, region.width)
 
 
-def _polygon(region: Region, _threshold: int) -> geometry.Runs:
+def _polygon(region: Region, _threshold: int, checkpoint: _Checkpoint) -> geometry.Runs:
     points = region.value.get("points")
     if not isinstance(points, (list, tuple)):
         raise GeometryError(_wrong_type("points", points, "a list of [x, y] pairs"))
     if len(points) < 3:
         raise GeometryError(f"needs at least 3 points, got {len(points)}")
     pixels = _percent_pairs(points) * np.array([region.width, region.height]) / 100.0
-    return geometry.polygon_runs(pixels, region.height, region.width)
+    return geometry.polygon_runs(pixels, region.height, region.width, checkpoint)
 
 
-def _rectangle(region: Region, _threshold: int) -> geometry.Runs:
+def _rectangle(region: Region, _threshold: int, checkpoint: _Checkpoint) -> geometry.Runs:
     value, width, height = region.value, region.width, region.height
     left, top = _pixels(value, "x", width), _pixels(value, "y", height)
     size = _pixels(value, "width", width, size=True), _pixels(value, "height", height, size=True)
     corners = geometry.rectangle_corners(left, top, *size, _number(value, "rotation", 0.0))
-    return geometry.polygon_runs(corners, height, width)
+    return geometry.polygon_runs(corners, height, width, checkpoint)
 
 
-def _ellipse(region: Region, _threshold: int) -> geometry.Runs:
+def _ellipse(region: Region, _threshold: int, _checkpoint: _Checkpoint) -> geometry.Runs:
     value, width, height = region.value, region.width, region.height
     centre = _pixels(value, "x", width), _pixels(value, "y", height)
     radii = (
@@ -138,22 +143,22 @@ def _ellipse(region: Region, _threshold: int) -> geometry.Runs:
     return geometry.ellipse_runs(centre, radii, degrees, height, width)
 
 
-def _bitmask(region: Region, threshold: int) -> geometry.Runs:
+def _bitmask(region: Region, threshold: int, _checkpoint: _Checkpoint) -> geometry.Runs:
     alpha = _png_alpha(_data_url(region.value), region.height, region.width)
     return geometry.mask_runs(alpha >= threshold)
 
 
-def _brush(region: Region, threshold: int) -> geometry.Runs:
+def _brush(region: Region, threshold: int, _checkpoint: _Checkpoint) -> geometry.Runs:
     kind = region.value.get("format", "rle")
     if kind != "rle":
         raise GeometryError(f"format {_show(kind)} is not supported; only 'rle' is")
     rle = region.value.get("rle")
-    if not isinstance(rle, (list, tuple)):
+    if not isinstance(rle, (list, tuple, np.ndarray)):  # exports read it as an int64 array
         raise GeometryError(_wrong_type("rle", rle, "a list of integers"))
     return decode_runs(rle, region.height, region.width, threshold)
 
 
-_RASTERISERS: dict[str, Callable[[Region, int], geometry.Runs]] = {
+_RASTERISERS: dict[str, Callable[[Region, int, _Checkpoint], geometry.Runs]] = {
     "polygon": _polygon,
     "rectangle": _rectangle,
     "ellipse": _ellipse,

@@ -158,6 +158,31 @@ def test_same_image_name_in_two_tasks_names_both(
     assert sorted(_load(tmp_path / "t.pkl")) == ["1", "2", "3", "4"]
 
 
+def test_an_image_past_the_time_limit_fails_alone(
+    small_project: SyntheticProject, tmp_path: Path
+) -> None:
+    zigzag = [[100.0 * n / 20_000, 0.0 if n % 2 else 100.0] for n in range(20_000)]
+    huge = {"id": "p1", "type": "polygonlabels", "original_width": 4000, "original_height": 3000,
+            "value": {"points": zigzag, "polygonlabels": ["leaf"]}}  # fmt: skip
+
+    def edit(tasks: list[dict[str, Any]]) -> None:
+        tasks[1]["annotations"][1]["result"] = [huge]  # 60 million crossings: seconds of work
+
+    out = tmp_path / "gt.pkl"
+    export = str(_edited_export(small_project, tmp_path, edit))
+    args = [export, "--label-config", str(small_project.config), "--output", str(out)]
+    result = _run(*args, "--time-limit", "0.5")
+    assert result.exit_code == 1, result.output
+    assert (
+        "task 2: conversion took longer than the 0.5 s limit (stopped at region p1); "
+        "raise --time-limit" in result.output
+    )
+    assert "Traceback" not in result.output
+    assert sorted(_load(out)) == ["plant_000.jpg", "plant_002.jpg", "plant_003.png"]
+    meta = json.loads((tmp_path / "gt.meta.json").read_text())
+    assert meta["options"]["time_limit"] == 0.5
+
+
 def test_without_images_or_config_labels_are_guessed_and_printed(
     small_project: SyntheticProject, tmp_path: Path
 ) -> None:
@@ -197,6 +222,10 @@ def test_previews_are_written(small_project: SyntheticProject, tmp_path: Path) -
         ),
         (["{bad}", "--output", "{out}"], "not valid JSON"),
         (["{export}", "--output", "{out}", "--label-config", "{bad}"], "config"),
+        (["{export}", "--output", "{out}", "--time-limit", "0"], "--time-limit"),
+        (["{export}", "--output", "{out}", "--time-limit", "-5"], "--time-limit"),
+        (["{export}", "--output", "{out}", "--time-limit", "inf"], "finite number of seconds"),
+        (["{export}", "--output", "{out}", "--time-limit", "soon"], "--time-limit"),
     ],
 )
 def test_usage_errors_exit_2_with_a_clear_line(

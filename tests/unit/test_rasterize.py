@@ -13,6 +13,7 @@ import numpy.typing as npt
 import pytest
 from PIL import Image
 
+from ls_panoptic import _geometry as geometry
 from ls_panoptic.errors import GeometryError, RLEError
 from ls_panoptic.model import Region, RegionKind
 from ls_panoptic.rasterize import shape_for
@@ -186,6 +187,99 @@ def test_polygon_on_whole_pixels_and_half_pixel_vertices() -> None:
     got = _mask("polygon", {"points": (triangle * [1, 2]).tolist()})
     assert (got == _even_odd(triangle, 50, 100)).all()
     assert got.sum() == 10 + 9 + 8 + 7 + 6 + 5 + 4 + 3 + 2 + 1
+
+
+# --- polygons swept in bands of rows (bounded memory) --------------------------------------
+
+
+def _runs(points: Floats, height: int, width: int, crossings: int) -> geometry.Runs:
+    """``polygon_runs`` with at most about ``crossings`` crossings per band."""
+    saved = geometry.BAND_CROSSINGS
+    geometry.BAND_CROSSINGS = crossings
+    try:
+        return geometry.polygon_runs(points, height, width)
+    finally:
+        geometry.BAND_CROSSINGS = saved
+
+
+def _random_polygon(rng: np.random.Generator, height: int, width: int) -> Floats:
+    """Self-intersecting, partly off the image; now and then on the half-pixel grid (vertices
+    on pixel centres and corners, horizontal edges, boundaries through centres)."""
+    count = int(rng.integers(3, 40))
+    points = rng.uniform(-0.2, 1.2, size=(count, 2)) * [width, height]
+    if rng.random() < 0.4:
+        points = np.round(points * 2) / 2
+    return points
+
+
+def test_banded_sweep_gives_exactly_the_runs_of_the_single_sweep() -> None:
+    rng = np.random.default_rng(20250917)
+    height, width = 60, 80
+    covering = 0
+    for _ in range(200):
+        points = _random_polygon(rng, height, width)
+        whole = _runs(points, height, width, 1 << 62)
+        for crossings in (1, 3, 17, 100):  # bands of one row up to bands of many
+            starts, stops = _runs(points, height, width, crossings)
+            assert starts.dtype == stops.dtype == np.int64
+            assert np.array_equal(starts, whole[0]) and np.array_equal(stops, whole[1])
+        covering += int(np.diff(whole).sum() > 0)
+    assert covering > 150
+
+
+def test_runs_that_meet_at_a_band_boundary_are_joined() -> None:
+    # a full-width box: every row is one span and they all join into one run
+    box = np.array([[-5.0, 3.0], [90.0, 3.0], [90.0, 40.0], [-5.0, 40.0]])
+    for crossings in (1, 2, 7, 1 << 62):
+        starts, stops = _runs(box, 50, 80, crossings)
+        assert starts.tolist() == [3 * 80] and stops.tolist() == [40 * 80]
+
+
+def test_a_row_crossed_by_more_edges_than_a_band_holds_is_one_band() -> None:
+    comb = [[x, 40.0 if i % 2 else 2.0] for i, x in enumerate(np.linspace(1, 79, 101))]
+    points = np.array([*comb, [79.0, 45.0], [1.0, 45.0]])  # 103 edges cross most rows
+    whole = _runs(points, 50, 80, 1 << 62)
+    starts, stops = _runs(points, 50, 80, 10)
+    np.testing.assert_array_equal(starts, whole[0])
+    np.testing.assert_array_equal(stops, whole[1])
+
+
+def test_the_checkpoint_is_called_once_per_band_and_can_stop_the_sweep() -> None:
+    zigzag = np.array([[x, 0.0 if i % 2 else 50.0] for i, x in enumerate(np.linspace(0, 80, 40))])
+    calls: list[int] = []
+    saved = geometry.BAND_CROSSINGS
+    geometry.BAND_CROSSINGS = 200  # 40 edges x 50 rows: about 10 bands
+    try:
+        geometry.polygon_runs(zigzag, 50, 80, lambda: calls.append(1))
+        assert 8 <= len(calls) <= 12
+
+        def stop() -> None:
+            if len(calls) >= 3:
+                raise TimeoutError
+            calls.append(1)
+
+        calls.clear()
+        with pytest.raises(TimeoutError):
+            geometry.polygon_runs(zigzag, 50, 80, stop)
+        assert len(calls) == 3
+    finally:
+        geometry.BAND_CROSSINGS = saved
+    calls.clear()  # a polygon of few crossings is one sweep: no checkpoint
+    geometry.polygon_runs(zigzag[:5], 50, 80, lambda: calls.append(1))
+    assert calls == []
+
+
+def test_a_polygon_of_many_vertices_is_rasterised_in_bounded_memory() -> None:
+    # 4000 edges across 1000 rows: 4 million crossings, ~180 MiB if held at once
+    zigzag = np.array([[n * 0.5, 0.0 if n % 2 else 1000.0] for n in range(4000)])
+    tracemalloc.start()
+    try:
+        starts, _stops = geometry.polygon_runs(zigzag, 1000, 2000)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert starts.size > 0
+    assert peak < 16 * 2**20
 
 
 @pytest.mark.parametrize(
