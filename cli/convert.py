@@ -54,7 +54,7 @@ def _time_limit(_ctx: click.Context, _param: click.Parameter, value: float | Non
 def _load_tasks(export: str) -> list[Task]:
     try:
         if export == "-":
-            tasks, _fmt = parse_export_text(sys.stdin.read(), "<stdin>")
+            tasks, _fmt = parse_export_text(sys.stdin.buffer.read(), "<stdin>")
         else:
             tasks, _fmt = read_export(Path(export))
     except ExportError as exc:

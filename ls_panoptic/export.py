@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+from . import jsonload
 from .errors import ExportError
 from .model import Task
 from .parse import infer_type
@@ -40,28 +41,40 @@ _MIN_META = frozenset(
     }
 )
 _SIZE_KEYS = ("original_width", "original_height", "image_rotation")
+_RLE = frozenset({"rle"})
 
 
 def read_export(path: Path) -> tuple[list[Task], ExportFormat]:
     """Read an export file (``.json``); see :func:`parse_export`."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        raw = Path(path).read_bytes()
     except OSError as exc:
         raise ExportError(f"cannot read export {path}: {exc.strerror}") from exc
-    except UnicodeDecodeError as exc:
-        raise ExportError(f"export {path} is not UTF-8 text (is it a JSON export?)") from exc
-    return parse_export_text(text, str(path))
+    return parse_export_text(raw, str(path))
 
 
-def parse_export_text(text: str, source: str = "<stdin>") -> tuple[list[Task], ExportFormat]:
-    """Parse export JSON text; ``source`` names it in error messages."""
+def parse_export_text(
+    text: str | bytes, source: str = "<stdin>"
+) -> tuple[list[Task], ExportFormat]:
+    """Parse export JSON (UTF-8 bytes, or text); ``source`` names it in error messages.
+
+    Brush RLE lists arrive as int64 arrays (:mod:`ls_panoptic.jsonload`): reading a 12 MP
+    export is then mostly simdjson's work, not the making of Python ints.
+    """
+    raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
     try:
-        data = json.loads(text)
+        data = jsonload.loads(raw, arrays=_RLE, encoding="utf-8")
     except json.JSONDecodeError as exc:
         raise ExportError(
             f"{source} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); "
             "export the project as JSON or JSON_MIN"
         ) from exc
+    except UnicodeDecodeError as exc:
+        raise ExportError(f"export {source} is not UTF-8 text (is it a JSON export?)") from exc
+    except RecursionError as exc:
+        raise ExportError(f"{source}: JSON nested too deeply to be an export") from exc
+    except ValueError as exc:  # an integer past Python's digit limit
+        raise ExportError(f"{source}: {exc}") from exc
     return parse_export(data, source)
 
 

@@ -16,17 +16,21 @@ memory stays near one entry whatever the size of the snapshot. The loaded arrays
 :class:`StreamWriter` writes this stream to any open binary file (a socket, a temporary file,
 the live store's snapshot route); :class:`SnapshotWriter` wraps it for a path: the file appears
 atomically, written to ``<name>.partial`` beside the target, fsynced, then renamed. A failure
-leaves any previous snapshot untouched.
+leaves any previous snapshot untouched. The data reaches the disk while later entries are still
+being converted: after each entry a background thread calls ``fdatasync`` on what is written so far,
+so the final ``fsync`` has little left to wait for (it took ~20 ms per 12 MP entry at the end).
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import pickle
 import pickletools
 import struct
+import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
@@ -44,7 +48,7 @@ __all__ = [
 
 _HEADER = pickle.PROTO + bytes([5]) + pickle.EMPTY_DICT
 _DROPPED_OPS = frozenset({"PROTO", "FRAME", "STOP", "READONLY_BUFFER"})
-_CHUNK = 1 << 16
+_CHUNK = 1 << 20
 
 
 def sidecar_path(snapshot: Path) -> Path:
@@ -53,7 +57,8 @@ def sidecar_path(snapshot: Path) -> Path:
 
 
 def _write_chunked(out: BinaryIO, data: memoryview) -> None:
-    """Write ``data`` in cache-sized pieces: one 48 MB ``write()`` measured 5-10x slower here."""
+    """Write ``data`` in 1 MiB pieces: one 48 MB ``write()`` measured 5-10x slower here, and
+    64 KiB pieces 1.6x slower (more system calls for the same page-cache copy)."""
     flat = data.cast("B")
     for offset in range(0, flat.nbytes, _CHUNK):
         out.write(flat[offset : offset + _CHUNK])
@@ -143,6 +148,46 @@ class StreamWriter:
             self.end()
 
 
+class _BackgroundSync:
+    """``fdatasync`` of one file in a thread, whenever asked, coalescing requests made while it
+    runs; an error is kept and raised by :meth:`close`."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._wanted = threading.Condition()
+        self._requested = self._closing = False
+        self._error: OSError | None = None
+        self._thread = threading.Thread(target=self._run, name="snapshot-sync", daemon=True)
+        self._thread.start()
+
+    def request(self) -> None:
+        with self._wanted:
+            self._requested = True
+            self._wanted.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._wanted:
+                while not (self._requested or self._closing):
+                    self._wanted.wait()
+                if not self._requested:
+                    return
+                self._requested = False
+            try:
+                os.fdatasync(self._fd)
+            except OSError as exc:
+                self._error = self._error or exc
+
+    def close(self) -> None:
+        """Finish the sync asked for; raise the first error any sync met."""
+        with self._wanted:
+            self._closing = True
+            self._wanted.notify()
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
 class SnapshotWriter:
     """Writes a snapshot file entry by entry, atomically; use as a context manager.
 
@@ -155,6 +200,7 @@ class SnapshotWriter:
         self._partial = self.path.with_name(self.path.name + ".partial")
         self._file: BinaryIO | None = None
         self._stream: StreamWriter | None = None
+        self._sync: _BackgroundSync | None = None
 
     @property
     def count(self) -> int:
@@ -168,6 +214,7 @@ class SnapshotWriter:
             raise SnapshotError(f"cannot write {self.path}: {exc.strerror}") from exc
         self._stream = StreamWriter(self._file, name=str(self.path))
         self._stream.begin()
+        self._sync = _BackgroundSync(self._file.fileno())
         return self
 
     def add(self, key: str, payload: Mapping[str, Any]) -> None:
@@ -175,6 +222,9 @@ class SnapshotWriter:
         if self._stream is None:
             raise SnapshotError("SnapshotWriter.add() outside its 'with' block")
         self._stream.add(key, payload)
+        if self._file is not None and self._sync is not None:
+            self._file.flush()
+            self._sync.request()
 
     def __exit__(
         self,
@@ -194,6 +244,7 @@ class SnapshotWriter:
         try:
             stream.end()
             file.flush()
+            self._stop_sync()
             os.fsync(file.fileno())
             file.close()
             os.replace(self._partial, self.path)
@@ -203,7 +254,14 @@ class SnapshotWriter:
         finally:
             self._file = None
 
+    def _stop_sync(self) -> None:
+        sync, self._sync = self._sync, None
+        if sync is not None:
+            sync.close()
+
     def _abort(self) -> None:
+        with contextlib.suppress(OSError):  # the write failed anyway; the partial file goes
+            self._stop_sync()
         if self._file is not None:
             self._file.close()
             self._file = None

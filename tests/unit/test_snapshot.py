@@ -142,3 +142,35 @@ def test_large_entry_data_is_not_copied_into_memory(tmp_path: Path) -> None:
     assert peak < 4 * 1024 * 1024
     got = _load(tmp_path / "big.pkl")
     np.testing.assert_array_equal(got["big.jpg"]["panoptic_mask"], mask)
+
+
+def test_a_failed_background_sync_is_raised_when_the_writer_closes() -> None:
+    """The per-entry fdatasync runs in a thread; its error must not be lost (a pipe cannot be
+    synced: EINVAL, a real failure)."""
+    import os
+
+    from ls_panoptic.snapshot import _BackgroundSync
+
+    read_end, write_end = os.pipe()
+    try:
+        sync = _BackgroundSync(write_end)
+        sync.request()
+        with pytest.raises(OSError):
+            sync.close()
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+
+
+def test_entries_are_on_disk_before_the_snapshot_is_closed(tmp_path: Path) -> None:
+    """After add() returns, the bytes written so far are in the file (the background sync
+    works on them while the next entry is converted)."""
+    path = tmp_path / "out.pkl"
+    mask = np.arange(600 * 800, dtype=np.uint32).reshape(600, 800)
+    with SnapshotWriter(path) as snap:
+        snap.add("a.jpg", {"panoptic_mask": mask, "inst2class": {1: 0}})
+        partial = path.with_name(path.name + ".partial")
+        assert partial.stat().st_size > mask.nbytes
+        assert not path.exists()
+    with path.open("rb") as file:
+        assert np.array_equal(pickle.load(file)["a.jpg"]["panoptic_mask"], mask)
