@@ -18,6 +18,7 @@ from collections import defaultdict
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
+from redis.client import Pipeline
 
 from .errors import ApiError
 from .events import (
@@ -47,7 +48,6 @@ blueprint = Blueprint("webhooks", __name__)
 def receive() -> tuple[Response, int]:
     svc = services()
     event = _decode_event()
-    svc.dispatcher.count_event(counter_name(event.action))
     status, body = _apply(event, svc)
     log.info(
         "webhook action=%s outcome=%s project=%s",
@@ -67,12 +67,18 @@ def _decode_event() -> Event:
 
 
 def _apply(event: Event, svc: Services) -> tuple[int, dict[str, Any]]:
-    """Do what ``event`` calls for: Redis writes and enqueues only."""
+    """Count the event and do what it calls for: Redis writes and enqueues only."""
     accepted: dict[str, Any] = {"status": "accepted", "action": event.action}
+    if not isinstance(event, SyncTasks):  # a sync counts it in its own pipeline
+        svc.dispatcher.count_event(counter_name(event.action))
     match event:
         case SyncTasks():
-            _index_annotations(event, svc)
-            enqueued = svc.dispatcher.sync_tasks(event.project, event.task_ids)
+
+            def count_and_index(pipe: Pipeline) -> None:
+                svc.dispatcher.count_event(counter_name(event.action), pipe)
+                _index_annotations(event, svc, pipe)
+
+            enqueued = svc.dispatcher.sync_tasks(event.project, event.task_ids, count_and_index)
             tasks = list(event.task_ids)
             return 202, accepted | {"project": event.project, "tasks": tasks, "enqueued": enqueued}
         case DropTasks():
@@ -93,13 +99,13 @@ def _apply(event: Event, svc: Services) -> tuple[int, dict[str, Any]]:
             raise TypeError(f"unexpected event type {type(event).__name__}")
 
 
-def _index_annotations(event: SyncTasks, svc: Services) -> None:
+def _index_annotations(event: SyncTasks, svc: Services, pipe: Pipeline) -> None:
     """Remember annotation -> task, for ANNOTATIONS_DELETED (which carries annotation ids only)."""
     by_task: dict[int, list[int]] = defaultdict(list)
     for annotation_id, task_id in event.annotations.items():
         by_task[task_id].append(annotation_id)
     for task_id, annotation_ids in by_task.items():
-        svc.store.index_annotations(event.project, task_id, annotation_ids)
+        svc.store.index_annotations(event.project, task_id, annotation_ids, pipe)
 
 
 def _unchanged_config(event: CheckConfig, svc: Services) -> str | None:

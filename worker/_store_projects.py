@@ -100,12 +100,20 @@ class ProjectIndex(StoreBase):
         self._transact([manifest], drop)
         self._forget_annotations_where(lambda where: where.startswith(f"{project}:"))
 
-    def index_annotations(self, project: int, task_id: int, annotation_ids: Iterable[int]) -> None:
-        """Remember which task these annotations belong to (for ``ANNOTATIONS_DELETED``)."""
+    def index_annotations(
+        self,
+        project: int,
+        task_id: int,
+        annotation_ids: Iterable[int],
+        pipe: Pipeline | None = None,
+    ) -> None:
+        """Remember which task these annotations belong to (for ``ANNOTATIONS_DELETED``); into
+        ``pipe`` when given (the caller executes it), else at once."""
         where = f"{int(project)}:{int(task_id)}"
         mapping = {str(int(a)): where for a in annotation_ids}
         if mapping:
-            self._redis.hset(self._keys.annotations(), mapping=mapping)  # type: ignore[arg-type]
+            target = self._redis if pipe is None else pipe
+            target.hset(self._keys.annotations(), mapping=mapping)  # type: ignore[arg-type]
 
     def task_for_annotation(self, annotation_id: int) -> tuple[int, int] | None:
         """``(project, task id)`` of an indexed annotation, or ``None``."""

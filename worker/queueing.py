@@ -176,8 +176,17 @@ class Dispatcher:
         # rq job ids allow letters, digits, '_' and '-' only
         self._prefix = re.sub(r"[^A-Za-z0-9_-]", "-", settings.key_prefix) or "lsp"
 
-    def sync_tasks(self, project: int, task_ids: Iterable[int]) -> int:
-        """Pull and convert these tasks, coalesced per task; returns how many jobs were enqueued."""
+    def sync_tasks(
+        self,
+        project: int,
+        task_ids: Iterable[int],
+        also: Callable[[redis.client.Pipeline], object] | None = None,
+    ) -> int:
+        """Pull and convert these tasks, coalesced per task; returns how many jobs were enqueued.
+
+        ``also(pipe)`` queues more commands into the pipeline that sets the pending flags (the
+        webhook's event count and annotation index: one round trip instead of three).
+        """
         project = int(project)
         ids = [int(t) for t in dict.fromkeys(task_ids)]
         if not ids:
@@ -191,6 +200,8 @@ class Dispatcher:
             if self._debounce:  # every event, coalesced or not, restarts the quiet period
                 keys = [self.keys.last_event(project, task_id) for task_id in ids]
                 pipe.eval(_STAMP_EVENTS, len(keys), *keys, DEBOUNCE_KEY_TTL)
+            if also is not None:
+                also(pipe)
             flagged = pipe.execute()[: len(ids)]
         datas = [
             self._sync_data(project, task_id, job_id)
@@ -318,9 +329,9 @@ class Dispatcher:
             return None
         return job.id
 
-    def count_event(self, action: str) -> None:
-        """Count one received event by type (``/metrics``)."""
-        self.redis.hincrby(self.keys.events(), action, 1)
+    def count_event(self, action: str, pipe: redis.client.Pipeline | None = None) -> None:
+        """Count one received event by type (``/metrics``); into ``pipe`` when given."""
+        (self.redis if pipe is None else pipe).hincrby(self.keys.events(), action, 1)
 
     def _sync_data(self, project: int, task_id: int, job_id: str) -> Any:
         return Queue.prepare_data(
