@@ -56,6 +56,10 @@ from _service_parts import (  # noqa: E402  # bench/ is this script's own folder
 )
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/8"
+#: events per second the acknowledgement must sustain (issue 3): offered load of the p99 target
+TARGET_RATE = 500
+#: client processes offering TARGET_RATE
+OFFERED_CLIENTS = 2
 SNAPSHOT_PROJECT = 1
 NO_DISK = "-"  # --run-snapshot target: write to a counting sink, not a file
 HEIGHT, WIDTH, BRUSH, POLY = 1080, 1920, 20, 10
@@ -161,22 +165,29 @@ def bench_ack(
     with serve_backend(env, tmp) as backend:
         run_load(backend.url, headers, sizes.requests // 4, sizes.clients, cases[2][1])  # warm-up
         rows: list[list[Any]] = []
-        floors: dict[int, tuple[float, float]] = {}
-        results: dict[tuple[int, int], LoadResult] = {}
+        floors: dict[str, tuple[float, float]] = {}
+        results: dict[tuple[int, str], LoadResult] = {}
+        loads = {  # closed loops: as fast as answered; open: offered at the target rate, from
+            # two connections (four sleeping client processes on these two shared CPUs measured
+            # their own wake-ups: p99 7-33 ms run to run, 5-7 ms with two)
+            "1 client": (1, None),
+            f"{sizes.clients} clients": (sizes.clients, None),
+            f"{TARGET_RATE}/s offered": (OFFERED_CLIENTS, TARGET_RATE),
+        }
         for n, (name, make) in enumerate(cases):
-            for clients in (1, sizes.clients):
+            for load, (clients, rate) in loads.items():
                 client.flushdb()
                 since, cpu = backend.log_size(), backend.cpu_seconds()
-                result = run_load(backend.url, headers, sizes.requests, clients, make)
+                result = run_load(backend.url, headers, sizes.requests, clients, make, rate)
                 cpu_ms = 1000 * (backend.cpu_seconds() - cpu) / sizes.requests
                 if any(code >= 300 for code in result.statuses):
                     raise BenchError(f"{name}: answers {result.statuses}; see {backend.log}")
                 pct = percentiles(result.latencies)
                 server = backend.server_ms(since, "/health" if n == 0 else "/webhook")
-                floor = floors.setdefault(clients, (pct["p50"], result.per_second))
-                results[n, clients] = result
+                floor = floors.setdefault(load, (pct["p50"], result.per_second))
+                results[n, load] = result
                 rows.append([
-                    name, clients, pct["p50"], pct["p95"], pct["p99"], result.per_second,
+                    name, load, pct["p50"], pct["p95"], pct["p99"], result.per_second,
                     f"{pct['p50'] / floor[0]:.1f}x", f"{100 * result.per_second / floor[1]:.0f}%",
                     statistics.median(server) if server else "-", max(server) if server else "-",
                     cpu_ms, (os.cpu_count() or 1) * 1000 / cpu_ms,
@@ -184,22 +195,29 @@ def bench_ack(
     Report.table(
         f"1. Webhook acknowledgement: ls-panoptic serve (gunicorn 2 workers x 4 threads), "
         f"{sizes.requests} requests per row, keep-alive raw-socket clients",
-        ["", "clients", "p50 ms", "p95 ms", "p99 ms", "req/s", "p50 vs floor", "req/s vs floor",
+        ["", "load", "p50 ms", "p95 ms", "p99 ms", "req/s", "p50 vs floor", "req/s vs floor",
          "server p50 ms", "server max ms", "server CPU ms/req", "CPU-bound req/s"],
         rows,
     )  # fmt: skip
     print(
         "  server ms: the app's own before_request..after_request time, from its log; server CPU:\n"
         "  user+system time of the gunicorn processes per request (clients, Redis excluded);\n"
-        "  CPU-bound req/s: what all CPUs would serve at that cost (clients share them here)"
+        "  CPU-bound req/s: what all CPUs would serve at that cost (clients share them here);\n"
+        f"  load: closed loops send as fast as answered (their p99 at saturation is queueing);\n"
+        f"  '{TARGET_RATE}/s offered': {OFFERED_CLIENTS} clients on a fixed schedule, latency from "
+        "each request's scheduled time"
     )
+    one, many, offered = loads
     for n, payload in ((2, f"{kb:.0f} KB payload"), (1, f"{kb_small:.0f} KB payload")):
-        seq, conc = results[n, 1], results[n, sizes.clients]
-        for result, who in ((seq, "1 client"), (conc, f"{sizes.clients} clients")):
-            p99 = percentiles(result.latencies)["p99"]
-            report.target(f"ack p99 <= 10 ms ({payload}, {who})", f"{p99:.1f} ms", p99 <= 10)
-        best = max(seq.per_second, conc.per_second)
-        report.target(f"ack >= 500 events/s ({payload})", f"{best:.0f} /s", best >= 500)
+        for load in (one, offered):
+            p99 = percentiles(results[n, load].latencies)["p99"]
+            report.target(f"ack p99 <= 10 ms ({payload}, {load})", f"{p99:.1f} ms", p99 <= 10)
+        best = max(results[n, one].per_second, results[n, many].per_second)
+        report.target(
+            f"ack >= {TARGET_RATE} events/s ({payload}, closed loops)",
+            f"{best:.0f} /s",
+            best >= TARGET_RATE,
+        )
 
 
 # --- part 4 ------------------------------------------------------------------------------
