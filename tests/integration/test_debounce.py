@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,18 +20,12 @@ import pytest
 import redis
 from rq import SimpleWorker
 
-from ls_panoptic.images import ImageInfo
-from ls_panoptic.model import Task
-from ls_panoptic.selection import task_from_dict
 from worker import reconcile, runtime
-from worker.labelstudio import LabelStudioNotFound, ProjectInfo
 from worker.queueing import SERIALIZER
 from worker.settings import Settings
 
-P = 7
-CONFIG = """<View><Image name="image" value="$image"/>
-<PolygonLabels name="poly" toName="image"><Label value="leaf"/><Label value="stem"/></PolygonLabels>
-</View>"""
+from .stub_labelstudio import CONFIG, P, StubLabelStudio
+
 SWAPPED = CONFIG.replace(
     '<Label value="leaf"/><Label value="stem"/>', '<Label value="stem"/><Label value="leaf"/>'
 )
@@ -46,44 +39,6 @@ def annotation(annotation_id: int, label: str, n: int = 0) -> dict[str, Any]:
               "original_width": 40, "original_height": 30, "value": value}  # fmt: skip
     return {"id": annotation_id, "result": [region], "was_cancelled": False, "completed_by": 1,
             "created_at": stamp, "updated_at": stamp, "ground_truth": False}  # fmt: skip
-
-
-class StubLabelStudio:
-    """Counts ``get_task`` (conversions) and ``get_project`` (config fetches) calls."""
-
-    def __init__(self) -> None:
-        self.config = CONFIG
-        self.tasks: dict[int, dict[str, Any]] = {}
-        self.pulls: Counter[int] = Counter()
-        self.config_fetches = 0
-        self.lock = threading.Lock()
-
-    def add(self, task_id: int, *annotations: dict[str, Any]) -> None:
-        data = {"image": f"/data/upload/{P}/0123abcd-img{task_id}.jpg"}
-        with self.lock:
-            self.tasks[task_id] = {"id": task_id, "data": data, "annotations": list(annotations)}
-
-    def get_project(self, project_id: int) -> ProjectInfo:
-        if project_id != P:
-            raise LabelStudioNotFound(f"project {project_id}")
-        self.config_fetches += 1
-        return ProjectInfo(P, self.config, "stub")
-
-    def get_task(self, task_id: int) -> tuple[int, Task]:
-        with self.lock:
-            self.pulls[task_id] += 1
-            if task_id not in self.tasks:
-                raise LabelStudioNotFound(f"task {task_id}")
-            return P, task_from_dict(self.tasks[task_id])
-
-    def list_tasks(self, project_id: int) -> Iterator[Task]:
-        for task_id in sorted(self.tasks):
-            yield task_from_dict(self.tasks[task_id])
-
-    def image_info(
-        self, url: str, scratch_dir: Path, *, task_id: int | None = None
-    ) -> ImageInfo | None:
-        raise AssertionError("regions give the size: the image must not be fetched")
 
 
 Build = Callable[..., runtime.Runtime]

@@ -9,7 +9,7 @@ import json
 import pickle
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,18 +18,12 @@ import redis
 from rq import Queue, SimpleWorker
 from rq.job import Job, JobStatus
 
-from ls_panoptic.images import ImageInfo
-from ls_panoptic.model import Task
-from ls_panoptic.selection import task_from_dict
 from worker import reconcile, runtime
-from worker.labelstudio import LabelStudioNotFound, LabelStudioUnavailable, ProjectInfo
 from worker.queueing import DEFAULT_RETRY_INTERVALS, SERIALIZER
 from worker.settings import Settings
 
-P = 7  # the project
-CONFIG = """<View><Image name="image" value="$image"/>
-<PolygonLabels name="poly" toName="image"><Label value="leaf"/><Label value="stem"/></PolygonLabels>
-</View>"""
+from .stub_labelstudio import CONFIG, P, StubLabelStudio
+
 OLD = "2024-05-01T10:00:00.000000Z"
 
 
@@ -47,45 +41,6 @@ def annotation(annotation_id: int, label: str, updated_at: str = OLD) -> dict[st
 
 def now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat()
-
-
-class StubLabelStudio:
-    """Label Studio as the jobs see it; ``pulls`` counts ``get_task`` calls (= conversions)."""
-
-    def __init__(self) -> None:
-        self.config = CONFIG
-        self.tasks: dict[int, dict[str, Any]] = {}
-        self.pulls: Counter[int] = Counter()
-        self.on_pull: Callable[[int], None] | None = None
-        self.unavailable = False
-
-    def add(self, task_id: int, *annotations: dict[str, Any]) -> None:
-        data = {"image": f"/data/upload/{P}/0123abcd-img{task_id}.jpg"}
-        self.tasks[task_id] = {"id": task_id, "data": data, "annotations": list(annotations)}
-
-    def get_project(self, project_id: int) -> ProjectInfo:
-        if project_id != P:
-            raise LabelStudioNotFound(f"project {project_id}")
-        return ProjectInfo(P, self.config, "stub")
-
-    def get_task(self, task_id: int) -> tuple[int, Task]:
-        if self.unavailable:
-            raise LabelStudioUnavailable("stub: Label Studio is down")
-        self.pulls[task_id] += 1
-        if self.on_pull is not None:
-            self.on_pull(task_id)
-        if task_id not in self.tasks:
-            raise LabelStudioNotFound(f"task {task_id}")
-        return P, task_from_dict(self.tasks[task_id])
-
-    def list_tasks(self, project_id: int) -> Iterator[Task]:
-        for task_id in sorted(self.tasks):
-            yield task_from_dict(self.tasks[task_id])
-
-    def image_info(
-        self, url: str, scratch_dir: Path, *, task_id: int | None = None
-    ) -> ImageInfo | None:
-        raise AssertionError("regions give the size: the image must not be fetched")
 
 
 @pytest.fixture
