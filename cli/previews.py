@@ -35,7 +35,9 @@ def preview_writer(
         if entry is None:
             return
         image = _background(index, entry.key, options)
-        picture = render_preview(entry.panoptic_mask, entry.inst2class, labels.background_id, image)
+        picture = render_preview(
+            entry.panoptic_mask, entry.inst2class, labels.background_id, image, labels.id2label
+        )
         name = entry.key.replace("/", "__")
         picture.save(folder / f"{name}.preview.png")
 

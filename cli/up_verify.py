@@ -133,7 +133,7 @@ def wait_for_store(
 def write_previews(snapshot: Path, images: Path, label_config: str, folder: Path) -> int:
     """One ``<key>.preview.png`` per entry: the mask over the image as the browser shows it."""
     folder.mkdir(parents=True, exist_ok=True)
-    background = labelset_from_config(label_config).background_id
+    labels = labelset_from_config(label_config)
     with snapshot.open("rb") as file:
         entries: dict[str, dict[str, Any]] = pickle.load(file)
     for key, entry in entries.items():
@@ -141,7 +141,8 @@ def write_previews(snapshot: Path, images: Path, label_config: str, folder: Path
         if (images / key).is_file():
             with Image.open(images / key) as img:
                 photo = ImageOps.exif_transpose(img)
-        picture = render_preview(entry["panoptic_mask"], entry["inst2class"], background, photo)
+        mask, inst2class = entry["panoptic_mask"], entry["inst2class"]
+        picture = render_preview(mask, inst2class, labels.background_id, photo, labels.id2label)
         picture.save(folder / f"{key.replace('/', '__')}.preview.png")
     return len(entries)
 
