@@ -11,11 +11,11 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+$(VENV)/.installed: pyproject.toml ls_panoptic/_rlewalk.c | $(BIN)/python
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+$(VENV)/.installed-test: pyproject.toml ls_panoptic/_rlewalk.c | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test,dev]'
 	touch $(VENV)/.installed $@
 
@@ -33,7 +33,7 @@ demo: setup label-studio redis
 ## The whole test suite: unit tests, CLI tests, and end-to-end tests against a real
 ## Label Studio 1.23.2 (installed into its own virtualenv by .ci/install-label-studio).
 test: setup-test label-studio redis
-	LS_E2E_REQUIRED=1 LSP_REDIS_REQUIRED=1 $(BIN)/python -m pytest
+	LS_E2E_REQUIRED=1 LSP_REDIS_REQUIRED=1 LSP_REQUIRE_C_EXT=1 $(BIN)/python -m pytest
 
 label-studio:
 	bash .ci/install-label-studio

@@ -7,10 +7,13 @@ LINE_AA, alpha copied into RGB, encoded with label-studio-sdk ``encode_rle``) at
     busy     --busy masks of 20 strokes: many edges, so many records (the hard case for us)
 
 Every decoder gets the RLE as the list of ints that Label Studio's JSON holds. Ours returns the
-runs of pixels with alpha >= 128; label-studio-sdk ``decode_rle`` and
-``label_studio_brush_rle_rs.decode_rle(rle, print_params)`` (skipped when not installed) return
-the flat RGBA buffer. Decoders take turns mask by mask; the table gives the median and 90th
-percentile time per mask, and ratios of medians (above 1: ours is faster).
+runs of pixels with alpha >= 128: ``decode_runs`` as installed (the C record walk
+ls_panoptic._rlewalk where it was built, else numpy; the row names which) and, when that is the C
+walk, the numpy walk it falls back to (``decode_runs_numpy``) in a row of its own.
+label-studio-sdk ``decode_rle`` and ``label_studio_brush_rle_rs.decode_rle(rle, print_params)``
+(skipped when not installed) return the flat RGBA buffer. Decoders take turns mask by mask; the
+table gives the median and 90th percentile time per mask, and ratios of medians (above 1: ours is
+faster).
 
     python bench/rle_bench.py [--repeat 15] [--masks 20] [--busy 4] [--sizes 1920x1080,4000x3000]
 
@@ -34,11 +37,12 @@ import numpy.typing as npt
 from label_studio_sdk.converter.brush import decode_rle, encode_rle
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from ls_panoptic.rle import decode_runs
+from ls_panoptic.rle import DECODER, decode_runs, decode_runs_numpy
 
 Alpha = npt.NDArray[np.uint8]
 Decoder = Callable[[list[int], int, int], Any]
-OURS, SDK, RUST = "ours decode_runs", "label-studio-sdk decode_rle", "Rust decode_rle"
+OURS, SDK, RUST = f"ours decode_runs ({DECODER})", "label-studio-sdk decode_rle", "Rust decode_rle"
+NUMPY = "ours, numpy fallback"
 
 
 def brush_mask(rng: np.random.Generator, height: int, width: int, strokes: int) -> Alpha:
@@ -79,10 +83,10 @@ def rust_module() -> ModuleType | None:
 
 def decoders() -> dict[str, Decoder]:
     """Name -> decode(rle, height, width)."""
-    found: dict[str, Decoder] = {
-        OURS: lambda rle, h, w: decode_runs(rle, h, w, 128),
-        SDK: lambda rle, h, w: decode_rle(rle),
-    }
+    found: dict[str, Decoder] = {OURS: lambda rle, h, w: decode_runs(rle, h, w, 128)}
+    if DECODER != "numpy":  # else OURS is this already
+        found[NUMPY] = lambda rle, h, w: decode_runs_numpy(rle, h, w, 128)
+    found[SDK] = lambda rle, h, w: decode_rle(rle)
     rust = rust_module()
     if rust is not None:
         found[RUST] = lambda rle, h, w: rust.decode_rle(rle, False)
@@ -93,14 +97,15 @@ def decoders() -> dict[str, Decoder]:
 
 
 def check(rle: list[int], alpha: Alpha) -> None:
-    """Ours must give exactly alpha >= 128 (the SDK's encoder round-trips alpha)."""
+    """Ours (both walks) must give exactly alpha >= 128 (the SDK's encoder round-trips alpha)."""
     height, width = alpha.shape
-    starts, stops = decode_runs(rle, height, width)
-    mask = np.zeros(height * width, dtype=bool)
-    for start, stop in zip(starts.tolist(), stops.tolist(), strict=True):
-        mask[start:stop] = True
-    if not np.array_equal(mask, alpha.reshape(-1) >= 128):
-        raise SystemExit("decode_runs disagrees with the encoded mask")
+    for decode in (decode_runs, decode_runs_numpy):
+        starts, stops = decode(rle, height, width)
+        mask = np.zeros(height * width, dtype=bool)
+        for start, stop in zip(starts.tolist(), stops.tolist(), strict=True):
+            mask[start:stop] = True
+        if not np.array_equal(mask, alpha.reshape(-1) >= 128):
+            raise SystemExit(f"{decode.__name__} disagrees with the encoded mask")
 
 
 def measure(

@@ -19,16 +19,20 @@ the mask is the alpha word 4p+3, as in ``decode_rle(rle).reshape(h, w, 4)[:, :, 
 Runs: ``(starts, stops)``, int64 flat pixel indices ``row * width + col``, sorted, non-overlapping,
 adjacent runs merged; run ``i`` covers ``flat[starts[i]:stops[i]]``.
 
-How: a record's length is in its own header, so finding the records is sequential. For every bit
-position we tabulate (numpy, one lookup per byte) where a record starting there would end, then
-follow that table at C speed, two records a step; the rest is vectorised over records. Nothing of
-the image's size is allocated.
+How: a record's length is in its own header, so finding the records is sequential. The C
+extension ``ls_panoptic._rlewalk`` (built by ``pip install`` where a C compiler exists) walks the
+records one by one and writes the runs directly; :data:`DECODER` says whether it is in use. It
+answers only for valid streams: for anything else, or without the extension, the numpy walk
+(:func:`decode_runs_numpy`, also the tests' reference) decodes or raises the RLEError. The numpy
+walk tabulates for every bit position (one lookup per byte) where a record starting there would
+end, follows that table at C speed, two records a step, and vectorises the rest over records.
+Neither allocates anything of the image's size.
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from functools import lru_cache
 from itertools import repeat
@@ -40,7 +44,7 @@ from numpy.typing import NDArray
 
 from ls_panoptic.errors import RLEError
 
-__all__ = ["decode_alpha", "decode_runs", "paint_runs", "runs_area"]
+__all__ = ["DECODER", "decode_alpha", "decode_runs", "decode_runs_numpy", "paint_runs", "runs_area"]
 
 RLEData = Sequence[int] | bytes | NDArray[np.integer[Any]]
 Int64s = NDArray[np.int64]
@@ -52,6 +56,24 @@ WORD_BITS = 8
 CHUNK_BYTES = 1 << 15  # stream bytes per next-record table: bounds memory on huge streams
 LITERAL_MARK = 1 << 30  # next-record table entries from here on: a literal record starts here
 LONG_RUN = 64  # paint_runs paints runs at least this long as slices, shorter ones by index
+
+_Walk = Callable[[object, int, int, int], tuple[bytearray, bytearray] | None]
+
+
+def _native_walk() -> _Walk | None:
+    """``ls_panoptic._rlewalk.runs``, or None when the extension was not built."""
+    try:
+        from ls_panoptic._rlewalk import runs
+    except ImportError:  # installed without a C compiler
+        return None
+    return runs
+
+
+_walk = _native_walk()
+#: the record walk :func:`decode_runs` uses: "C" (ls_panoptic._rlewalk) or "numpy"
+DECODER = "numpy" if _walk is None else "C"
+# what the C walk reads as the numpy walk does (a memoryview, say, goes the numpy way)
+_WALK_INPUTS = frozenset({list, tuple, bytes, bytearray, np.ndarray})
 
 
 class _Records(NamedTuple):
@@ -290,6 +312,17 @@ def decode_runs(
     :class:`RLEError` when the stream is empty, truncated or corrupt, its word size is not 8, or
     it is not ``height`` x ``width``.
     """
+    if _walk is not None and type(rle) in _WALK_INPUTS:
+        found = _walk(rle, height, width, threshold)
+        if found is not None:
+            return np.frombuffer(found[0], dtype=np.int64), np.frombuffer(found[1], dtype=np.int64)
+    return decode_runs_numpy(rle, height, width, threshold)
+
+
+def decode_runs_numpy(
+    rle: RLEData, height: int, width: int, threshold: int = 128
+) -> tuple[Int64s, Int64s]:
+    """:func:`decode_runs` by the numpy walk alone: the fallback, and the C walk's reference."""
     starts, stops, alpha = _pixel_runs(rle, height, width)
     full = stops > starts
     if not full.all():  # records that hold no alpha word: without them, kept blocks never touch

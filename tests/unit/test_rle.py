@@ -2,10 +2,13 @@
 
 Every stream is checked against ``label_studio_sdk.converter.brush.decode_rle``: decode_runs must
 give exactly the pixels whose SDK alpha passes the threshold, decode_alpha the SDK alpha plane.
+decode_runs takes the C walk when ls_panoptic._rlewalk is built, so decode_runs_numpy (the numpy
+walk, its fallback) is checked beside it; tests/unit/test_rlewalk.py holds the one to the other.
 """
 
 from __future__ import annotations
 
+import itertools
 import tracemalloc
 from collections.abc import Callable, Sequence
 from itertools import pairwise
@@ -19,10 +22,11 @@ from label_studio_sdk.converter.brush import decode_rle, encode_rle
 
 from ls_panoptic import rle as rle_module
 from ls_panoptic.errors import RLEError
-from ls_panoptic.rle import decode_alpha, decode_runs, paint_runs, runs_area
+from ls_panoptic.rle import decode_alpha, decode_runs, decode_runs_numpy, paint_runs, runs_area
 
 Alpha = npt.NDArray[np.uint8]
 THRESHOLDS = (1, 128, 255)
+DECODERS = (decode_runs, decode_runs_numpy)  # the C walk if built, else numpy; the numpy walk
 
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -61,8 +65,8 @@ def assert_runs_well_formed(
 def assert_matches_sdk(rle: Sequence[int] | bytes, height: int, width: int) -> None:
     reference = sdk_alpha(rle, height, width)
     assert np.array_equal(decode_alpha(rle, height, width), reference)
-    for threshold in THRESHOLDS:
-        starts, stops = decode_runs(rle, height, width, threshold)
+    for threshold, decode in itertools.product(THRESHOLDS, DECODERS):
+        starts, stops = decode(rle, height, width, threshold)
         assert_runs_well_formed(starts, stops, height * width)
         expected = reference.reshape(-1) >= threshold
         assert np.array_equal(runs_mask(starts, stops, height * width), expected), threshold
@@ -244,14 +248,21 @@ def test_input_types_give_the_same_runs() -> None:
     rng = np.random.default_rng(3)
     alpha = blobs(rng, 50, 70)
     rle = ls_rle(alpha)
-    expected = decode_runs(rle, 50, 70)
-    for form in (
-        bytes(rle),
-        tuple(rle),
-        np.array(rle, dtype=np.uint8),
-        np.array(rle, dtype=np.int64),
+    expected = decode_runs_numpy(rle, 50, 70)
+    for form, decode in itertools.product(
+        (
+            rle,
+            bytes(rle),
+            bytearray(rle),
+            tuple(rle),
+            memoryview(bytes(rle)),
+            np.array(rle, dtype=np.uint8),
+            np.array(rle, dtype=np.int64),
+            np.array(rle, dtype=">i4"),
+        ),
+        DECODERS,
     ):
-        got = decode_runs(form, 50, 70)
+        got = decode(form, 50, 70)
         assert np.array_equal(got[0], expected[0]) and np.array_equal(got[1], expected[1])
 
 
@@ -305,14 +316,15 @@ def test_12_megapixel_mask_decodes_without_image_sized_memory() -> None:
         runs += [(0, 2000 - half - 1), (90, 1), (255, 2 * half), (200, 1), (0, 2000 - half - 1)]
     runs.append((0, 1000 * width))
     rle = rle_from_pixel_runs(runs)
-    decode_runs(rle, height, width)  # warm the lookup-table caches
-    tracemalloc.start()
-    starts, stops = decode_runs(rle, height, width)
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    assert peak < 4_000_000  # a bool mask of the image alone would be 12 MB, RGBA 48 MB
     expected_area = sum(count for value, count in runs if value >= 128)
-    assert runs_area(starts, stops) == expected_area and starts.size == 1000
+    for decode in DECODERS:
+        decode(rle, height, width)  # warm the lookup-table caches
+        tracemalloc.start()
+        starts, stops = decode(rle, height, width)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert peak < 4_000_000  # a bool mask of the image alone would be 12 MB, RGBA 48 MB
+        assert runs_area(starts, stops) == expected_area and starts.size == 1000
 
 
 def test_trailing_zero_bytes_after_the_last_record_are_ignored() -> None:
