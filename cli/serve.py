@@ -9,6 +9,7 @@ streamed) may take long without starving ``/webhook``, which must answer within 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import click
@@ -41,10 +42,18 @@ class GunicornApp(BaseApplication):  # type: ignore[misc]  # gunicorn ships no t
         return self.application
 
 
+#: where gunicorn's workers touch their heartbeat file, when it exists: a memory filesystem, as
+#: gunicorn advises for containers. The gthread worker touches it on every wake-up of its event
+#: loop; on a disk-backed temporary folder that write can stall the acknowledgements
+HEARTBEAT_DIR = Path("/dev/shm")
+
+
 def gunicorn_options(host: str, port: int, workers: int, threads: int) -> dict[str, Any]:
-    """gunicorn settings: bind address, ``gthread`` workers, no access log (ours is safer)."""
+    """gunicorn settings: bind address, ``gthread`` workers, no access log (ours is safer),
+    heartbeat files in memory (:data:`HEARTBEAT_DIR`) where the machine has it."""
     bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return {
+    memory = {"worker_tmp_dir": str(HEARTBEAT_DIR)} if HEARTBEAT_DIR.is_dir() else {}
+    return memory | {
         "bind": bind,
         "workers": workers,
         "worker_class": "gthread",
