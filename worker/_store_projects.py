@@ -94,7 +94,12 @@ class ProjectIndex(StoreBase):
             for task, version in versions.items():
                 blob = self._keys.blob(project, int(task), str(text(version)))
                 pipe.expire(blob, self.grace_seconds)
-            pipe.delete(manifest, self._keys.states(project), self._keys.project(project))
+            pipe.delete(
+                manifest,
+                self._keys.states(project),
+                self._keys.deleted(project),
+                self._keys.project(project),
+            )
             pipe.srem(self._keys.projects(), project)
 
         self._transact([manifest], drop)

@@ -85,8 +85,8 @@ def sync_task(project: int, task_id: int) -> str:
         if owner != project:  # Label Studio on SQLite reuses the ids of deleted tasks
             raise LabelStudioNotFound(f"task {task_id} is no longer in project {project}")
         labels, config_hash = reconcile.project_labels(rt, project)
-    except LabelStudioNotFound:
-        rt.store.delete_tasks(project, [task_id])
+    except LabelStudioNotFound:  # gone by the time of the pull: older pulls must not revive it
+        rt.store.delete_tasks(project, [task_id], observed)
         return "dropped"
     except PanopticError as exc:  # the project's label config is unusable
         rt.store.record_error(project, task_id, f"project {project}: {exc}", observed)
@@ -114,7 +114,8 @@ def sync_task(project: int, task_id: int) -> str:
 
 def drop_tasks(project: int, task_ids: list[int]) -> int:
     """Remove the entries and states of deleted tasks; returns how many were removed."""
-    return runtime.current().store.delete_tasks(project, task_ids)
+    rt = runtime.current()
+    return rt.store.delete_tasks(project, task_ids, rt.clock())
 
 
 def drop_annotations(annotation_ids: list[int]) -> int:

@@ -8,6 +8,7 @@
     {prefix}:p:{project}:project            HASH    label_config, config_hash, id2label, updated_at
     {prefix}:p:{project}:manifest           HASH    task id -> version of its current entry blob
     {prefix}:p:{project}:states             HASH    task id -> JSON status record
+    {prefix}:p:{project}:deleted            HASH    task id -> Redis time it was deleted (tombstone)
     {prefix}:p:{project}:blob:{task}:{ver}  HASH    one immutable stored entry
     {prefix}:p:{project}:pending:{task}     STRING  coalescing flag (queueing)
     {prefix}:p:{project}:event:{task}       STRING  Redis time of the task's latest event (debounce)
@@ -73,6 +74,11 @@ class Keys:
     def states(self, project: int) -> str:
         """HASH task id -> JSON status record."""
         return self.project_prefix(project) + "states"
+
+    def deleted(self, project: int) -> str:
+        """HASH task id -> ISO time (Redis clock) the task was found deleted: a tombstone, so a
+        sync that pulled the task before it was deleted cannot bring its entry back."""
+        return self.project_prefix(project) + "deleted"
 
     def blob(self, project: int, task_id: int, version: str) -> str:
         """HASH: one immutable stored entry (see :mod:`worker.store`)."""

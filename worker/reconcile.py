@@ -30,6 +30,7 @@ in its latest state.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any, Literal
 
 from ls_panoptic.labels import LabelSet, labelset_from_config
@@ -39,6 +40,10 @@ from ls_panoptic.selection import parse_timestamp, select_annotation
 from .labelstudio import LabelStudioNotFound, UnusableTask
 from .runtime import Runtime
 from .store import EntryState, config_hash
+
+#: seconds a deleted task's tombstone is kept: far longer than any sync job may run
+#: (``queueing.sync_timeout``), the only writer it guards against
+TOMBSTONE_SECONDS = 24 * 3600
 
 __all__ = [
     "ConfigChange",
@@ -107,6 +112,10 @@ def project_labels(runtime: Runtime, project: int) -> tuple[LabelSet, str]:
     return labels, digest
 
 
+def _before(stamp: str, seconds: float) -> str:
+    return (dt.datetime.fromisoformat(stamp) - dt.timedelta(seconds=seconds)).isoformat()
+
+
 def resync(runtime: Runtime, project: int, *, force: bool = False) -> dict[str, Any]:
     """Compare Label Studio with the store for ``project`` and repair it (see module doc).
 
@@ -121,10 +130,12 @@ def resync(runtime: Runtime, project: int, *, force: bool = False) -> dict[str, 
         runtime.store.drop_project(project)
         return {"project": project, "project_deleted": True}
     force = force or change == "changed"
+    listing_started = runtime.clock()  # tasks it does not list were deleted by then
     states = {state.task_id: state for state in runtime.store.states(project)}
     listed, to_sync = _compare(runtime, project, states, force, digest)
     gone = sorted(set(states) - listed)
-    dropped = runtime.store.delete_tasks(project, gone) if gone else 0
+    dropped = runtime.store.delete_tasks(project, gone, listing_started) if gone else 0
+    runtime.store.forget_tombstones(project, _before(listing_started, TOMBSTONE_SECONDS))
     jobs: list[str] = []
     pending: list[str] = []
     for task_id in to_sync:

@@ -5,8 +5,11 @@ and states (run again when another writer got there first). It writes an immutab
 :mod:`worker._store_codec`), points the manifest at it, and ``EXPIRE``\\ s the blob it supersedes
 after ``grace_seconds``, so a snapshot in progress still reads what it pinned. A state made from
 an older Label Studio state (``source_updated_at``, compared as instants, not strings) never
-replaces a newer one; an equal one does (a rebuild under a new label config). Nothing read from
-Redis is unpickled: it holds JSON text and zstd bytes only.
+replaces a newer one; an equal one does (a rebuild under a new label config). A deleted task
+leaves a tombstone (the time it was known gone) that counts as its state until a newer one
+replaces it, so a sync that pulled the task just before the delete cannot bring it back; resyncs
+forget tombstones after a day. Nothing read from Redis is unpickled: it holds JSON text and
+zstd bytes only.
 """
 
 from __future__ import annotations
@@ -143,6 +146,8 @@ class Store(ProjectIndex):
         def update(pipe: Pipeline, old: EntryState | None, current: str | None) -> bool:
             if stamp is not None and _newer(old, stamp):
                 return False
+            if old is not None and old.status == "deleted" and stamp is None:
+                return False  # a deleted task's failed fetch: nothing to record
             state = EntryState(
                 task_id, old.key if old else None, old.annotation_id if old else None,
                 source_updated_at or (old.updated_at if old else None), "error",
@@ -150,17 +155,26 @@ class Store(ProjectIndex):
             )  # fmt: skip
             pipe.multi()
             pipe.hset(self._keys.states(project), str(task_id), encode_state(state))
+            pipe.hdel(self._keys.deleted(project), str(task_id))
             pipe.sadd(self._keys.projects(), project)
             return True
 
         self._update_task(project, task_id, update)
 
-    def delete_tasks(self, project: int, task_ids: Iterable[int]) -> int:
-        """Forget these tasks (entries, states, annotation index); returns how many were known."""
+    def delete_tasks(self, project: int, task_ids: Iterable[int], deleted_at: str) -> int:
+        """Forget these tasks (entries, states, annotation index); returns how many were known.
+
+        ``deleted_at`` (ISO, the Redis clock): a time by which the tasks were gone from Label
+        Studio. It is kept as a tombstone: a state pulled before it (a sync that fetched the task
+        just before the delete and stores just after) is refused like any older state, while a
+        newer one (Label Studio on SQLite reuses task ids) replaces the tombstone.
+        """
+        _stamp(deleted_at)
         ids = sorted({int(t) for t in task_ids})
         if not ids:
             return 0
         manifest, states = self._keys.manifest(project), self._keys.states(project)
+        tombstones = self._keys.deleted(project)
         fields = [str(t) for t in ids]
 
         def delete(pipe: Pipeline) -> int:
@@ -172,12 +186,13 @@ class Store(ProjectIndex):
             pipe.multi()
             pipe.hdel(manifest, *fields)
             pipe.hdel(states, *fields)
+            pipe.hset(tombstones, mapping=dict.fromkeys(fields, deleted_at))
             for task_id, version in zip(ids, versions, strict=True):
                 if version is not None:
                     pipe.expire(self._keys.blob(project, task_id, version), self.grace_seconds)
             return known
 
-        count = self._transact([manifest, states], delete)
+        count = self._transact([manifest, states, tombstones], delete)
         targets = {f"{project}:{t}" for t in ids}
         self._forget_annotations_where(lambda where: where in targets)
         return count
@@ -213,16 +228,34 @@ class Store(ProjectIndex):
         id2label = record.id2label if record else {}
         return _store_snapshot.snapshot_meta(self._redis, self._keys, project, id2label, info)
 
+    def forget_tombstones(self, project: int, before: str) -> int:
+        """Drop the tombstones of tasks deleted before ``before`` (ISO): no sync job that pulled
+        a task before its deletion can still be running then. Returns how many went."""
+        limit, where = _stamp(before), self._keys.deleted(project)
+        old = [
+            task
+            for task, stamp in self._redis.hgetall(where).items()
+            if (deleted := _tombstone(0, text(stamp)).updated_at) is None
+            or _stamp(deleted) < limit
+        ]
+        return int(self._redis.hdel(where, *old)) if old else 0
+
     def _update_task(self, project: int, task_id: int, update: _Update) -> bool:
-        """Run ``update(pipe, stored state, current version)`` as one optimistic transaction."""
+        """Run ``update(pipe, stored state, current version)`` as one optimistic transaction.
+
+        A deleted task's tombstone stands in for its state (status ``deleted``), so an update
+        older than the deletion is refused; a newer one removes the tombstone (``_point``)."""
         manifest, states = self._keys.manifest(project), self._keys.states(project)
+        tombstones = self._keys.deleted(project)
 
         def body(pipe: Pipeline) -> bool:
             raw = pipe.hget(states, str(task_id))
             old = decode_state(f"{states}[{task_id}]", raw) if raw is not None else None
+            if old is None and (deleted := text(pipe.hget(tombstones, str(task_id)))):
+                old = _tombstone(task_id, deleted)
             return update(pipe, old, text(pipe.hget(manifest, str(task_id))))
 
-        return self._transact([manifest, states], body)
+        return self._transact([manifest, states, tombstones], body)
 
     def _point(
         self,
@@ -242,7 +275,17 @@ class Store(ProjectIndex):
         if current is not None and current != version:
             pipe.expire(self._keys.blob(project, task_id, current), self.grace_seconds)
         pipe.hset(self._keys.states(project), field, encode_state(state))
+        pipe.hdel(self._keys.deleted(project), field)
         pipe.sadd(self._keys.projects(), project)
+
+
+def _tombstone(task_id: int, deleted_at: str | None) -> EntryState:
+    """A deleted task's stand-in state; ``updated_at`` None when the stamp is unreadable."""
+    try:
+        stamp = _stamp(str(deleted_at)).isoformat() if deleted_at else None
+    except ValueError:
+        stamp = None  # an unreadable tombstone must not block repairs
+    return EntryState(task_id, None, None, stamp, "deleted", None, "")
 
 
 def _stamp(value: str) -> dt.datetime:

@@ -18,7 +18,7 @@ import redis
 from rq import Queue, SimpleWorker
 from rq.job import Job, JobStatus
 
-from worker import reconcile, runtime
+from worker import jobs, reconcile, runtime
 from worker.queueing import DEFAULT_RETRY_INTERVALS, SERIALIZER
 from worker.settings import Settings
 
@@ -177,6 +177,27 @@ def test_a_deleted_task_is_dropped(rt: runtime.Runtime, stub: StubLabelStudio) -
     del stub.tasks[1]
     rt.dispatcher.sync_tasks(P, [1])  # e.g. a late ANNOTATION_UPDATED
     run_burst(rt)
+    assert rt.store.states(P) == [] and rt.store.get_entry(P, 1) is None
+
+
+def test_a_sync_that_pulled_before_the_task_was_deleted_does_not_bring_it_back(
+    rt: runtime.Runtime, stub: StubLabelStudio
+) -> None:
+    """The sync has the task in hand when TASKS_DELETED is handled; it stores afterwards."""
+    stub.add(1, annotation(11, "leaf"))
+    rt.dispatcher.sync_tasks(P, [1])
+    run_burst(rt)
+    assert rt.store.get_entry(P, 1) is not None
+
+    def deleted_during_the_pull(task_id: int) -> None:
+        stub.on_pull = None
+        jobs.drop_tasks(P, [task_id])  # the TASKS_DELETED job, run while this sync converts
+
+    stub.on_pull = deleted_during_the_pull
+    job_id = rt.dispatcher.sync_tasks(P, [1]) and rt.dispatcher.queue.job_ids[-1]
+    run_burst(rt)
+    job = Job.fetch(str(job_id), connection=rt.redis, serializer=SERIALIZER)
+    assert job.return_value() == "stale"
     assert rt.store.states(P) == [] and rt.store.get_entry(P, 1) is None
 
 

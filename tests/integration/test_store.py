@@ -254,13 +254,49 @@ def test_delete_tasks(store: Store, redis_client: redis.Redis, keys: Keys) -> No
         store.put_entry(P, task_id, make_entry(f"{task_id}.jpg", task_id), T0)
         store.index_annotations(P, task_id, [task_id * 10, task_id * 10 + 1])
     store.mark_empty(P, 13, T0)
-    assert store.delete_tasks(P, [10, 13, 13, 99]) == 2
+    assert store.delete_tasks(P, [10, 13, 13, 99], T1) == 2
     assert store.task_ids(P) == {11, 12}
     assert store.get_entry(P, 10) is None
     assert all(ttl > 0 for ttl in blob_versions(redis_client, keys, 10).values())
     assert store.task_for_annotation(100) is None and store.task_for_annotation(101) is None
     assert store.task_for_annotation(110) == (P, 11)
-    assert store.delete_tasks(P, []) == 0
+    assert store.delete_tasks(P, [], T1) == 0
+
+
+def test_a_pull_older_than_the_delete_cannot_bring_the_task_back(store: Store) -> None:
+    """A sync that pulled the task (T0) before it was deleted (T1) stores after the delete: its
+    entry, empty state or error must not resurrect the task."""
+    store.put_entry(P, 10, make_entry("a.jpg", seed=1), T0)
+    store.delete_tasks(P, [10], T1)
+    assert not store.put_entry(P, 10, make_entry("a.jpg", seed=2), T0)
+    assert not store.mark_empty(P, 10, T0)
+    store.record_error(P, 10, "late failure", T0)
+    store.record_error(P, 10, "could not fetch", None)
+    assert store.get_entry(P, 10) is None and store.task_ids(P) == set()
+
+
+def test_a_newer_pull_replaces_the_tombstone(
+    store: Store, redis_client: redis.Redis, keys: Keys
+) -> None:
+    """Label Studio on SQLite reuses the ids of deleted tasks: a task pulled after the delete
+    is a new task and is stored; its tombstone goes."""
+    store.delete_tasks(P, [10], T1)
+    assert store.put_entry(P, 10, make_entry("b.jpg", seed=3), T2)
+    entry = store.get_entry(P, 10)
+    assert entry is not None and entry.key == "b.jpg"
+    assert redis_client.hlen(keys.deleted(P)) == 0
+    store.delete_tasks(P, [11], T1)
+    store.record_error(P, 11, "new task 11 failed", T2)
+    assert [s.status for s in store.states(P) if s.task_id == 11] == ["error"]
+
+
+def test_old_tombstones_are_forgotten(store: Store, redis_client: redis.Redis, keys: Keys) -> None:
+    store.delete_tasks(P, [10], T0)
+    store.delete_tasks(P, [11], T2)
+    redis_client.hset(keys.deleted(P), "12", "not a time")
+    assert store.forget_tombstones(P, T1) == 2  # task 10's, and the unreadable one
+    assert not store.put_entry(P, 11, make_entry("c.jpg", seed=4), T1)  # 11's still stands
+    assert store.put_entry(P, 10, make_entry("d.jpg", seed=5), T0)
 
 
 def test_states_are_sorted_by_task_id(store: Store) -> None:
@@ -483,7 +519,7 @@ def test_snapshot_is_point_in_time(store: Store) -> None:
     def change_everything() -> None:
         store.put_entry(P, 1, make_entry("img_1.jpg", seed=99), T1)  # replaced
         store.mark_empty(P, 2, T1)  # annotation deleted
-        store.delete_tasks(P, [3])  # task deleted
+        store.delete_tasks(P, [3], T1)  # task deleted
         store.put_entry(P, 6, make_entry("img_6.jpg", seed=6), T1)  # task created
 
     file = _UpdatingFile(change_everything)
