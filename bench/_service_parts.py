@@ -320,20 +320,33 @@ class LoadResult:
 
 
 class RawClient:
-    """A keep-alive HTTP/1.1 client on a bare socket: the request bytes are built once per call
-    and sent whole, the answer is read by its Content-Length. It costs the shared CPUs a few
-    tens of microseconds per request, where httpx costs about a millisecond with a 270 KB body:
-    on a 2-core machine the load generator would otherwise measure itself."""
+    """An HTTP/1.1 client on a bare socket: the request bytes are built once per call and sent
+    whole, the answer is read by its Content-Length. It costs the shared CPUs a few tens of
+    microseconds per request, where httpx costs about a millisecond with a 270 KB body: on a
+    2-core machine the load generator would otherwise measure itself. Keep-alive, or, with
+    ``fresh``, a new connection per request, as Label Studio posts its webhooks (``requests``
+    without a session): the kernel then spreads them over the gunicorn workers, where a
+    kept-alive connection stays with the worker that accepted it."""
 
-    def __init__(self, url: str, headers: dict[str, str]) -> None:
+    def __init__(self, url: str, headers: dict[str, str], *, fresh: bool = False) -> None:
         host, _, port = url.removeprefix("http://").partition(":")
-        self._sock = socket.create_connection((host, int(port)), timeout=REQUEST_TIMEOUT)
-        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._address, self._fresh = (host, int(port)), fresh
+        self._sock = self._connect()
         lines = [f"Host: {host}:{port}", *(f"{k}: {v}" for k, v in headers.items())]
+        if fresh:
+            lines.append("Connection: close")
         self._headers = ("\r\n".join(lines) + "\r\n").encode()
         self._buffer = b""
 
+    def _connect(self) -> socket.socket:
+        sock = socket.create_connection(self._address, timeout=REQUEST_TIMEOUT)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+
     def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+        if self._fresh:
+            self._sock.close()
+            self._sock, self._buffer = self._connect(), b""
         head = f"{method} {path} HTTP/1.1\r\n".encode() + self._headers
         if body is not None:
             head += f"Content-Length: {len(body)}\r\n".encode()
@@ -368,12 +381,13 @@ def _client(
     barrier: Any,
     interval: float | None = None,
 ) -> tuple[list[float], float, float, Counter[int], int]:
-    """Send ``make(i)`` for ``i`` in ``indices``: back to back (closed loop), or with
-    ``interval`` one request every ``interval`` seconds on a fixed schedule (open loop), each
-    latency then counted from the request's scheduled time, so that a slow answer delaying the
-    next send is not hidden (no coordinated omission)."""
+    """Send ``make(i)`` for ``i`` in ``indices``: back to back on one kept-alive connection
+    (closed loop), or with ``interval`` one request every ``interval`` seconds on a fixed
+    schedule, each on a new connection as Label Studio sends webhooks (open loop), each latency
+    then counted from the request's scheduled time (connecting included), so that a slow
+    answer delaying the next send is not hidden (no coordinated omission)."""
     latencies, statuses, enqueued = [], Counter[int](), 0
-    client = RawClient(url, headers)
+    client = RawClient(url, headers, fresh=interval is not None)
     try:
         for _ in range(10):  # connect and warm this connection's server thread
             client.request("GET", "/health")

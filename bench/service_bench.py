@@ -167,9 +167,9 @@ def bench_ack(
         rows: list[list[Any]] = []
         floors: dict[str, tuple[float, float]] = {}
         results: dict[tuple[int, str], LoadResult] = {}
-        loads = {  # closed loops: as fast as answered; open: offered at the target rate, from
-            # two connections (four sleeping client processes on these two shared CPUs measured
-            # their own wake-ups: p99 7-33 ms run to run, 5-7 ms with two)
+        loads = {  # closed loops: as fast as answered; open: offered at the target rate by two
+            # client processes (four sleeping ones on these two shared CPUs measured their own
+            # wake-ups), a new connection per request as Label Studio sends webhooks
             "1 client": (1, None),
             f"{sizes.clients} clients": (sizes.clients, None),
             f"{TARGET_RATE}/s offered": (OFFERED_CLIENTS, TARGET_RATE),
@@ -193,7 +193,8 @@ def bench_ack(
                     cpu_ms, (os.cpu_count() or 1) * 1000 / cpu_ms,
                 ])  # fmt: skip
     Report.table(
-        f"1. Webhook acknowledgement: ls-panoptic serve (gunicorn 2 workers x 4 threads), "
+        "1. Webhook acknowledgement: ls-panoptic serve (gunicorn defaults: CPUs + 1 workers x 1 "
+        f"thread), "
         f"{sizes.requests} requests per row, keep-alive raw-socket clients",
         ["", "load", "p50 ms", "p95 ms", "p99 ms", "req/s", "p50 vs floor", "req/s vs floor",
          "server p50 ms", "server max ms", "server CPU ms/req", "CPU-bound req/s"],

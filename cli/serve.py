@@ -2,13 +2,16 @@
 
 The app is built once, in the gunicorn master (so a bad setting stops the command with one
 line before any worker starts), and forked into the workers; its Redis client connects lazily,
-per worker. Workers are ``gthread``: a snapshot download (written to a temporary file, then
-streamed) may take long without starving ``/webhook``, which must answer within 1 s.
+per worker. Workers are ``gthread`` with one thread by default: threads of one process share
+its interpreter lock, and a CPU-bound acknowledgement (a 268 KB body) then waits behind its
+siblings, so the default is more processes instead (CPUs + 1; a snapshot download, written to
+a temporary file then streamed, holds one worker while ``/webhook`` must answer within 1 s).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,9 @@ __all__ = ["GunicornApp", "serve"]
 logger = logging.getLogger("ls_panoptic.backend")
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+#: gunicorn processes by default: one per CPU, plus one to answer webhooks while another
+#: streams a snapshot
+DEFAULT_WORKERS = (os.cpu_count() or 1) + 1
 
 
 class GunicornApp(BaseApplication):  # type: ignore[misc]  # gunicorn ships no type hints
@@ -79,10 +85,20 @@ def build_app() -> Flask:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.option(
-    "--workers", default=2, show_default=True, type=click.IntRange(1), help="gunicorn processes."
+    "--workers",
+    default=DEFAULT_WORKERS,
+    show_default="CPUs + 1",
+    type=click.IntRange(1),
+    help="gunicorn processes. Each serves one request at a time (with --threads 1): a snapshot "
+    "download holds one for its duration, so keep more workers than concurrent downloads.",
 )
 @click.option(
-    "--threads", default=4, show_default=True, type=click.IntRange(1), help="Threads per process."
+    "--threads",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Threads per process. More threads share one interpreter lock: on 2 CPUs, 2 workers x "
+    "4 threads answered 268 KB webhooks at 500/s with p99 20-470 ms, 2-3 x 1 thread 5-8 ms.",
 )
 @click.option(
     "--dev",
