@@ -54,20 +54,17 @@ def _legend(
         rgb = (128, 128, 128) if class_id == background_id else _class_rgb(class_id)
         text = f"{name} ({counts[class_id]})" if class_id != background_id else name
         items.append((rgb, text, size + pad + int(font.getlength(text)) + 2 * pad))
-    lines, x = 1, pad
-    for *_, advance in items:  # first pass: how many lines
-        if x + advance > width and x > pad:
-            lines, x = lines + 1, pad
-        x += advance
-    strip = Image.new("RGB", (width, lines * line + pad), (24, 24, 24))
-    draw = ImageDraw.Draw(strip)
-    x, y = pad, pad
+    placed, x, y = [], pad, pad  # one layout pass: where each item goes, wrapping
     for rgb, text, advance in items:
         if x + advance > width and x > pad:
             x, y = pad, y + line
+        placed.append((x, y, rgb, text))
+        x += advance
+    strip = Image.new("RGB", (width, y + line), (24, 24, 24))  # lines x line + pad
+    draw = ImageDraw.Draw(strip)
+    for x, y, rgb, text in placed:
         draw.rectangle((x, y, x + size, y + size), fill=rgb, outline=(255, 255, 255))
         draw.text((x + size + pad, y), text, fill=(240, 240, 240), font=font)
-        x += advance
     return strip
 
 

@@ -234,9 +234,8 @@ class Store(ProjectIndex):
         limit, where = _stamp(before), self._keys.deleted(project)
         old = [
             task
-            for task, stamp in self._redis.hgetall(where).items()
-            if (deleted := _tombstone(0, text(stamp)).updated_at) is None
-            or _stamp(deleted) < limit
+            for task, raw in self._redis.hgetall(where).items()
+            if (deleted := _deletion_time(text(raw))) is None or deleted < limit
         ]
         return int(self._redis.hdel(where, *old)) if old else 0
 
@@ -279,12 +278,18 @@ class Store(ProjectIndex):
         pipe.sadd(self._keys.projects(), project)
 
 
-def _tombstone(task_id: int, deleted_at: str | None) -> EntryState:
-    """A deleted task's stand-in state; ``updated_at`` None when the stamp is unreadable."""
+def _deletion_time(raw: str | None) -> dt.datetime | None:
+    """A tombstone's time; ``None`` when it is unreadable (it must not block repairs)."""
     try:
-        stamp = _stamp(str(deleted_at)).isoformat() if deleted_at else None
+        return _stamp(raw) if raw else None
     except ValueError:
-        stamp = None  # an unreadable tombstone must not block repairs
+        return None
+
+
+def _tombstone(task_id: int, raw: str) -> EntryState:
+    """A deleted task's stand-in state (``updated_at`` None when its time is unreadable)."""
+    deleted = _deletion_time(raw)
+    stamp = deleted.isoformat() if deleted else None
     return EntryState(task_id, None, None, stamp, "deleted", None, "")
 
 
