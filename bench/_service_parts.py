@@ -193,12 +193,14 @@ class Backend:
 
 
 @contextmanager
-def serve_backend(env: dict[str, str], log_dir: Path) -> Iterator[Backend]:
-    """``ls-panoptic serve`` (gunicorn, its default workers and threads) on a free port."""
+def serve_backend(
+    env: dict[str, str], log_dir: Path, options: Sequence[str] = ()
+) -> Iterator[Backend]:
+    """``ls-panoptic serve`` on a free port (gunicorn; its default workers and threads unless
+    ``options`` says otherwise, e.g. ``["--threads", "4"]``)."""
     port = free_port()
-    proc = Process(
-        "serve", [CLI, "serve", "--host", "127.0.0.1", "--port", str(port)], env, log_dir
-    )
+    args = [CLI, "serve", "--host", "127.0.0.1", "--port", str(port), *options]
+    proc = Process("serve", args, env, log_dir)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60

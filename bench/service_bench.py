@@ -143,7 +143,13 @@ def make_scene(root: Path, images: int) -> Scene:
 
 
 def bench_ack(
-    sizes: Sizes, redis_url: str, client: Any, scene: Scene, tmp: Path, report: Report
+    sizes: Sizes,
+    redis_url: str,
+    client: Any,
+    scene: Scene,
+    tmp: Path,
+    report: Report,
+    serve_options: list[str],
 ) -> None:
     hook = secrets.token_hex(16)
     env = service_env(redis_url, hook, secrets.token_hex(16))
@@ -162,7 +168,7 @@ def bench_ack(
         (f"webhook {kb:.0f} KB, 30 regions, one task (coalesced)",
          lambda i: ("POST", "/webhook", full(project=1, task=1, annotation=1))),
     ]  # fmt: skip
-    with serve_backend(env, tmp) as backend:
+    with serve_backend(env, tmp, serve_options) as backend:
         run_load(backend.url, headers, sizes.requests // 4, sizes.clients, cases[2][1])  # warm-up
         rows: list[list[Any]] = []
         floors: dict[str, tuple[float, float]] = {}
@@ -193,8 +199,8 @@ def bench_ack(
                     cpu_ms, (os.cpu_count() or 1) * 1000 / cpu_ms,
                 ])  # fmt: skip
     Report.table(
-        "1. Webhook acknowledgement: ls-panoptic serve (gunicorn defaults: CPUs + 1 workers x 1 "
-        f"thread), "
+        "1. Webhook acknowledgement: ls-panoptic serve "
+        f"{' '.join(serve_options) or '(defaults: CPUs + 1 workers x 1 thread)'}, "
         f"{sizes.requests} requests per row, keep-alive raw-socket clients",
         ["", "load", "p50 ms", "p95 ms", "p99 ms", "req/s", "p50 vs floor", "req/s vs floor",
          "server p50 ms", "server max ms", "server CPU ms/req", "CPU-bound req/s"],
@@ -402,6 +408,14 @@ def main() -> None:
     parser.add_argument(
         "--redis-url", default=DEFAULT_REDIS_URL, help="a database of its own: flushed"
     )
+    parser.add_argument(
+        "--serve-option",
+        action="append",
+        default=[],
+        metavar="OPT",
+        help="passed to `ls-panoptic serve` in part 1 (repeatable), e.g. --serve-option=--threads "
+        "--serve-option=4 to compare with the defaults",
+    )
     parser.add_argument("--run-snapshot", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run_snapshot:
@@ -428,7 +442,7 @@ def main() -> None:
             bench_snapshot(sizes, args.redis_url, client, scene, tmp, report)
             client.flushdb()
         if "ack" in parts:
-            bench_ack(sizes, args.redis_url, client, scene, tmp, report)
+            bench_ack(sizes, args.redis_url, client, scene, tmp, report, args.serve_option)
             client.flushdb()
         if "live" not in parts:
             pass
