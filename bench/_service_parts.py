@@ -326,14 +326,16 @@ class RawClient:
     whole, the answer is read by its Content-Length. It costs the shared CPUs a few tens of
     microseconds per request, where httpx costs about a millisecond with a 270 KB body: on a
     2-core machine the load generator would otherwise measure itself. Keep-alive, or, with
-    ``fresh``, a new connection per request, as Label Studio posts its webhooks (``requests``
-    without a session): the kernel then spreads them over the gunicorn workers, where a
-    kept-alive connection stays with the worker that accepted it."""
+    ``fresh``, a new connection per request, closed as soon as the answer is read, as Label
+    Studio posts its webhooks (``requests.post``: its session closes on return). The kernel then
+    spreads them over the gunicorn workers, where a kept-alive connection stays with the worker
+    that accepted it. Closing only at the next request would hold the worker that answered:
+    gunicorn lingers on a closed connection until the client closes its side."""
 
     def __init__(self, url: str, headers: dict[str, str], *, fresh: bool = False) -> None:
         host, _, port = url.removeprefix("http://").partition(":")
         self._address, self._fresh = (host, int(port)), fresh
-        self._sock = self._connect()
+        self._sock: socket.socket | None = None if fresh else self._connect()
         lines = [f"Host: {host}:{port}", *(f"{k}: {v}" for k, v in headers.items())]
         if fresh:
             lines.append("Connection: close")
@@ -346,33 +348,38 @@ class RawClient:
         return sock
 
     def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
-        if self._fresh:
-            self._sock.close()
+        if self._sock is None:  # fresh: a new connection per request
             self._sock, self._buffer = self._connect(), b""
+        sock = self._sock
         head = f"{method} {path} HTTP/1.1\r\n".encode() + self._headers
         if body is not None:
             head += f"Content-Length: {len(body)}\r\n".encode()
-        self._sock.sendall(head + b"\r\n" + (body or b""))
+        sock.sendall(head + b"\r\n" + (body or b""))
         while b"\r\n\r\n" not in self._buffer:
-            self._buffer += self._recv()
+            self._buffer += self._recv(sock)
         header, _, rest = self._buffer.partition(b"\r\n\r\n")
         status = int(header.split(b" ", 2)[1])
         length = re.search(rb"(?im)^content-length:\s*(\d+)", header)
         if length is None:
             raise BenchError(f"{method} {path}: answer without Content-Length: {header!r}")
         while len(rest) < int(length[1]):
-            rest += self._recv()
+            rest += self._recv(sock)
         self._buffer = rest[int(length[1]) :]
+        if self._fresh:  # as requests.post does on return: the server's close need not wait
+            self.close()
         return status, rest[: int(length[1])]
 
-    def _recv(self) -> bytes:
-        data = self._sock.recv(65536)
+    @staticmethod
+    def _recv(sock: socket.socket) -> bytes:
+        data = sock.recv(65536)
         if not data:
             raise BenchError("the server closed the connection")
         return data
 
     def close(self) -> None:
-        self._sock.close()
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
 
 
 def _client(
