@@ -6,8 +6,12 @@
   ``settings.snapshot_dir`` (no name, so it is gone once closed, even after a crash), which is
   then sent back in pieces: memory stays near one entry whatever the project's size.
 - ``GET /projects/<id>/snapshot.meta.json``: the sidecar (id2label, provenance, failures).
-- ``GET /projects/<id>/entries``: the state of every task the store tracks.
-- ``POST /projects/<id>/resync``: enqueue a reconciliation with Label Studio -> 202 ``{job_id}``.
+- ``GET /projects/<id>/entries``: the state of every task the store tracks, one object of the
+  fields of ``worker.store.EntryState`` each: a failed task (``status`` ``error``) has its
+  ``error``, and an ``error_fingerprint`` when resyncs leave it alone until what it failed on
+  changes (``null`` otherwise).
+- ``POST /projects/<id>/resync``: enqueue a reconciliation with Label Studio -> 202 ``{job_id}``;
+  ``?rebuild=true`` re-converts every task, failed ones included.
 """
 
 from __future__ import annotations
@@ -113,7 +117,22 @@ def entries(project: int) -> Response:
 
 @blueprint.post(_PROJECT + "/resync")
 def resync(project: int) -> tuple[Response, int]:
-    """Allowed for unknown projects too: a resync is how a project first enters the store."""
-    job_id = services().dispatcher.resync_project(project)
-    log.info("resync project=%d job=%s", project, job_id)
-    return jsonify({"status": "accepted", "project": project, "job_id": job_id}), 202
+    """Allowed for unknown projects too: a resync is how a project first enters the store.
+    ``?rebuild=true`` re-converts every task (``ls-panoptic resync --rebuild``)."""
+    rebuild = _flag("rebuild")
+    dispatcher = services().dispatcher
+    job_id = (dispatcher.rebuild_project if rebuild else dispatcher.resync_project)(project)
+    log.info("resync project=%d rebuild=%s job=%s", project, rebuild, job_id)
+    body = {"status": "accepted", "project": project, "rebuild": rebuild, "job_id": job_id}
+    return jsonify(body), 202
+
+
+_TRUE, _FALSE = frozenset({"1", "true", "yes"}), frozenset({"0", "false", "no", ""})
+
+
+def _flag(name: str) -> bool:
+    """A boolean query parameter (absent: false); 400 naming it for any other value."""
+    raw = request.args.get(name, "").strip().lower()
+    if raw in _TRUE or raw in _FALSE:
+        return raw in _TRUE
+    raise ApiError(400, f"query parameter {name!r} must be true or false, not {raw[:40]!r}")

@@ -49,19 +49,27 @@ def _connect(settings: Settings) -> redis.Redis:
 @click.option("--project", type=click.IntRange(min=0), required=True, help="Project id.")
 @click.option("--wait", is_flag=True, help="Wait until the resync and its syncs are done.")
 @click.option(
+    "--rebuild",
+    is_flag=True,
+    help="Re-convert every task, not only the changed ones: after images were replaced in "
+    "storage, or to retry failed conversions that resyncs leave alone until the annotation, the "
+    "task or the label config changes.",
+)
+@click.option(
     "--timeout",
     type=click.FloatRange(min=0),
     default=600.0,
     show_default=True,
     help="Seconds to wait with --wait.",
 )
-def resync(project: int, wait: bool, timeout: float) -> None:
+def resync(project: int, wait: bool, rebuild: bool, timeout: float) -> None:
     """Compare a Label Studio project with the store and repair it: sync new and changed
     tasks, drop deleted ones. A running worker (``ls-panoptic worker``) does the work."""
     settings = load_settings()
     dispatcher = Dispatcher(_connect(settings), settings)
-    job_id = dispatcher.resync_project(project)
-    click.echo(f"resync of project {project} enqueued as job {job_id}")
+    job_id = (dispatcher.rebuild_project if rebuild else dispatcher.resync_project)(project)
+    what = "rebuild" if rebuild else "resync"
+    click.echo(f"{what} of project {project} enqueued as job {job_id}")
     if not wait:
         return
     deadline = time.monotonic() + timeout

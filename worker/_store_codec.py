@@ -90,6 +90,11 @@ class EntryState:
         config_hash: SHA-256 (hex) of the label config the entry was converted with, so a
             resync finds entries a config change left behind (``None``: no entry, or a record
             written before this field existed).
+        error_fingerprint: for an ``error`` that only a change of the task can mend (the
+            conversion of its selected annotation failed), what it failed on: the string of
+            :func:`worker.reconcile.failure_fingerprint`, which a resync compares with what Label
+            Studio lists to skip re-converting an unchanged failure. ``None``: any other state,
+            a failure that may pass on a retry, or a record written before this field existed.
     """
 
     task_id: int
@@ -100,6 +105,7 @@ class EntryState:
     error: str | None
     converted_at: str
     config_hash: str | None = None
+    error_fingerprint: str | None = None
 
 
 def dumps(value: Any) -> str:

@@ -33,6 +33,19 @@ retries the job with backoff (``queueing.DEFAULT_RETRY_INTERVALS``) and the dash
 anything wrong with one image is recorded in that task's state and never fails the job, a
 conversion over ``LS_PANOPTIC_TIME_LIMIT`` included (rq's own timeout of a sync job stays well
 above that limit: ``queueing.sync_timeout``).
+
+A failure of the conversion of the selected annotation (the core's ``PanopticError``: a broken
+region, a label outside the label set, a size, region-count or time limit exceeded; or task data
+without a usable image URL) is recorded with its fingerprint
+(:func:`worker.reconcile.failure_fingerprint`): the same inputs fail the same way, so resyncs
+leave the task alone until one of them changes (events for the task and rebuilds still convert
+it). Recorded without a fingerprint, so every resync retries them as before: an unusable label
+config or task data, and every failure to get the image: its download (``LabelStudioError``,
+which may pass) and its file's bytes (an ``ImageError`` of an unreadable image: the object behind
+an unchanged URL can be replaced in cloud storage or in ``LS_PANOPTIC_IMAGES_DIR``, and nothing
+Label Studio lists would show it; only tasks whose mask needs the image read it at all). A
+conversion that read the image and then failed is fingerprinted like any other: a mismatch with a
+replaced image at the same URL is mended by the next event for the task or rebuild.
 """
 
 from __future__ import annotations
@@ -99,16 +112,19 @@ def sync_task(project: int, task_id: int) -> str:
     ids = [a.id for a in task.annotations if a.id is not None]
     rt.store.index_annotations(project, task_id, ids)
     try:
-        entry = _convert(rt, task, labels)
+        entry = _convert(rt, task, labels, config_hash)
         if entry is None:
             return "empty" if rt.store.mark_empty(project, task_id, observed) else "stale"
         stored = rt.store.put_entry(project, task_id, entry, observed, config_hash)
         return "ok" if stored else "stale"
     except (LabelStudioUnavailable, LabelStudioAuthError):
         raise
-    except (PanopticError, LabelStudioError, ValueError) as exc:
-        message = str(exc) if isinstance(exc, ImageError) else f"task {task_id}: {exc}"
-        rt.store.record_error(project, task_id, message, observed)
+    except _ConversionFailed as failed:  # the same inputs fail the same way: see module doc
+        message = _message(task_id, failed.cause)
+        rt.store.record_error(project, task_id, message, observed, failed.fingerprint)
+        return "error"
+    except (PanopticError, LabelStudioError, ValueError) as exc:  # a retry may mend these
+        rt.store.record_error(project, task_id, _message(task_id, exc), observed)
         return "error"
 
 
@@ -151,18 +167,49 @@ def resync_all() -> dict[str, Any]:
     return {"projects": projects, "jobs": jobs, "next": following}
 
 
-def _convert(rt: runtime.Runtime, task: Task, labels: LabelSet) -> Entry | None:
+class _ConversionFailed(Exception):
+    """The conversion of the selected annotation failed (``cause``); ``fingerprint``: what it
+    failed on (``None`` when that cannot be told: then every resync retries it)."""
+
+    def __init__(self, cause: PanopticError | ValueError, fingerprint: str | None) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.fingerprint = fingerprint
+
+
+def _message(task_id: int, exc: Exception) -> str:
+    """A failure's recorded message, naming the task once."""
+    return str(exc) if isinstance(exc, ImageError) else f"task {task_id}: {exc}"
+
+
+def _convert(rt: runtime.Runtime, task: Task, labels: LabelSet, config_hash: str) -> Entry | None:
+    """The task's entry, ``None`` when it has no usable annotation.
+
+    Raises:
+        _ConversionFailed: converting the selected annotation failed (see module doc).
+        LabelStudioError: downloading the image failed (subclasses as for any call).
+        PanopticError: the image file is not a readable image.
+        ValueError: the annotation policy is unusable.
+    """
     options = rt.options
     annotation = select_annotation(task, options.annotation, options.use_predictions)
     if annotation is None:
         return None
-    url = image_url(task.data, labels.image_value)
-    key = image_key(url, options.key, task.id)
-    if not _needs_image(annotation, options, task.id):
-        return convert_task(task, key, labels, options)
+    fingerprint = reconcile.failure_fingerprint(task, annotation, config_hash, options)
+    try:
+        url = image_url(task.data, labels.image_value)
+        key = image_key(url, options.key, task.id)
+        if not _needs_image(annotation, options, task.id):
+            return convert_task(task, key, labels, options)
+    except (PanopticError, ValueError) as exc:
+        raise _ConversionFailed(exc, fingerprint) from exc
     with tempfile.TemporaryDirectory(dir=rt.scratch_dir) as folder:
+        # not fingerprinted: a download may pass later, a file may be replaced (module doc)
         image = rt.labelstudio.image_info(url, Path(folder), task_id=task.id)
-        return convert_task(task, key, labels, options, image)
+        try:
+            return convert_task(task, key, labels, options, image)
+        except PanopticError as exc:
+            raise _ConversionFailed(exc, fingerprint) from exc
 
 
 def _needs_image(annotation: Annotation, options: ConvertOptions, task_id: int | None) -> bool:

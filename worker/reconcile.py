@@ -9,10 +9,15 @@ on-demand resync compare Label Studio with the store and repair it:
 - a task is synced when the annotation the policy selects is not the one its entry was made
   from, or was updated after the state the entry was made from was observed (a state's
   ``updated_at`` is the Redis time at which its sync pulled the task: see :mod:`worker.jobs`),
-  when it has no state, when its last sync failed, or when it has an entry but no usable
-  annotation any more, or when its entry was converted under another label config (recorded
-  per state: a config change that another job stored first leaves ``same`` here, and its rebuild
-  may still be queued, or lost);
+  when it has no state, when its last sync failed (unless the conversion of its selected
+  annotation failed and nothing that failure depends on changed since: the same annotation,
+  not updated, the same label config, task data and conversion options, its state's
+  ``error_fingerprint`` being :func:`failure_fingerprint` of the listed task; the same inputs
+  would fail the same way), or when it has an entry but no usable annotation any more, or when
+  its entry was converted under another label config (recorded per state: a config change that
+  another job stored first leaves ``same`` here, and its rebuild may still be queued, or lost);
+- a rebuild (``force``: after a label config change) re-syncs every task with an annotation or
+  an entry, failed ones included;
 - a task with a state in the store but absent from Label Studio is dropped;
 - a task whose data the client cannot use (:class:`~worker.labelstudio.UnusableTask`) is
   listed like any other and synced: its sync job records why, as the task's error state, like
@@ -30,11 +35,14 @@ in its latest state.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import hashlib
+import json
 from typing import Any, Literal
 
 from ls_panoptic.labels import LabelSet, labelset_from_config
-from ls_panoptic.model import ConvertOptions, Task
+from ls_panoptic.model import Annotation, ConvertOptions, Task
 from ls_panoptic.selection import parse_timestamp, select_annotation
 
 from .labelstudio import LabelStudioNotFound, UnusableTask
@@ -48,6 +56,7 @@ TOMBSTONE_SECONDS = 24 * 3600
 __all__ = [
     "ConfigChange",
     "cached_labels",
+    "failure_fingerprint",
     "needs_sync",
     "project_labels",
     "refresh_project",
@@ -184,14 +193,24 @@ def needs_sync(
     config_hash: str | None = None,
 ) -> bool:
     """Whether ``task`` as listed by Label Studio must be synced, given its stored ``state``
-    and the hash of the project's current label config (``None``: not compared)."""
+    and the hash of the project's current label config (``None``: not compared; a failed task
+    is then synced). ``force`` syncs every task with a selected annotation, and every other one
+    whose state is not ``empty``."""
     try:
         chosen = select_annotation(task, options.annotation, options.use_predictions)
     except ValueError:
         return True  # the sync job records why the task cannot be converted
     if chosen is None:
         return state is not None and state.status != "empty"
-    if state is None or force or state.status != "ok":
+    if state is None or force:
+        return True
+    if state.status == "error":  # retried unless the same inputs failed the same way
+        return (
+            state.error_fingerprint is None
+            or config_hash is None
+            or state.error_fingerprint != failure_fingerprint(task, chosen, config_hash, options)
+        )
+    if state.status != "ok":
         return True
     if config_hash is not None and state.config_hash != config_hash:
         return True  # converted under another label config: its rebuild may be lost or late
@@ -209,3 +228,46 @@ def _after(edited: str, observed: str | None) -> bool:
         return parse_timestamp(edited) > parse_timestamp(observed)
     except ValueError:
         return True
+
+
+def failure_fingerprint(
+    task: Task, annotation: Annotation, config_hash: str, options: ConvertOptions
+) -> str | None:
+    """What converting ``annotation`` (the one the policy selects) of ``task`` depends on, as
+    one compact string: a failure recorded with it (``EntryState.error_fingerprint``) is not
+    retried by resyncs while Label Studio lists the task with the same fingerprint.
+
+    ``"annotation <id> updated <stamp>; inputs <hex>"`` (``prediction`` for a prediction): the
+    annotation's id and its ``updated_at`` (else ``created_at``; Label Studio moves it on every
+    edit) as a UTC ISO stamp, and a digest of the rest of what the conversion reads: the label
+    config's hash (``store.config_hash``), the task's whole ``data`` (the image URL is one of its
+    values: which one, the label config says), and the conversion options (``LS_PANOPTIC_*``:
+    raising a pixel, region or time limit, or skipping unknown labels, may mend a failure).
+    The image's bytes are not in it: :mod:`worker.jobs` fingerprints no failure to read them.
+
+    ``None`` when it cannot be told (an annotation without id or timestamp, data that is not
+    JSON): such a failure is retried by every resync.
+    """
+    stamp = annotation.updated_at or annotation.created_at
+    if annotation.id is None or not stamp:
+        return None
+    try:
+        edited = parse_timestamp(stamp).isoformat()
+        inputs = json.dumps(
+            [config_hash, task.data, _options(options)],
+            sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+        )  # fmt: skip
+    except (TypeError, ValueError):
+        return None
+    digest = hashlib.blake2b(inputs.encode(), digest_size=16).hexdigest()
+    kind = "prediction" if annotation.is_prediction else "annotation"
+    return f"{kind} {annotation.id} updated {edited}; inputs {digest}"
+
+
+def _options(options: ConvertOptions) -> dict[str, Any]:
+    """The conversion options as JSON values (sets sorted)."""
+    found: dict[str, Any] = {}
+    for field in dataclasses.fields(options):
+        value = getattr(options, field.name)
+        found[field.name] = sorted(value) if isinstance(value, (set, frozenset)) else value
+    return found

@@ -134,12 +134,19 @@ class Store(ProjectIndex):
         return self._update_task(project, task_id, update)
 
     def record_error(
-        self, project: int, task_id: int, message: str, source_updated_at: str | None
+        self,
+        project: int,
+        task_id: int,
+        message: str,
+        source_updated_at: str | None,
+        fingerprint: str | None = None,
     ) -> None:
         """The task failed to convert: state ``error``; its last good entry stays.
 
         Ignored when a newer state is stored. Without a timestamp (the task could not even be
         fetched) the stored one is kept, so a stale success cannot slip in afterwards.
+        ``fingerprint``: what a failure that only a change of the task can mend failed on
+        (``EntryState.error_fingerprint``); ``None`` for one a retry may mend.
         """
         stamp = _stamp(source_updated_at) if source_updated_at else None
 
@@ -152,6 +159,7 @@ class Store(ProjectIndex):
                 task_id, old.key if old else None, old.annotation_id if old else None,
                 source_updated_at or (old.updated_at if old else None), "error",
                 message[:MAX_ERROR_CHARS], utc_now(), old.config_hash if old else None,
+                fingerprint,
             )  # fmt: skip
             pipe.multi()
             pipe.hset(self._keys.states(project), str(task_id), encode_state(state))

@@ -640,6 +640,35 @@ def test_resync_returns_the_job_id(
     assert make_queue(redis_client, settings.queue_name).get_job_ids() == [answer.json["job_id"]]
 
 
+@pytest.mark.parametrize("value", ["true", "1", "YES"])
+def test_resync_with_rebuild_enqueues_a_rebuild(
+    client: FlaskClient, redis_client: redis.Redis, settings: Settings, value: str
+) -> None:
+    answer = client.post(f"/projects/{PROJECT}/resync?rebuild={value}", headers=API)
+    assert answer.status_code == 202
+    assert answer.json is not None and answer.json["rebuild"] is True
+    assert queued(redis_client, settings) == [("worker.jobs.rebuild_project", [PROJECT])]
+
+
+def test_resync_with_rebuild_false_is_a_plain_resync(
+    client: FlaskClient, redis_client: redis.Redis, settings: Settings
+) -> None:
+    answer = client.post(f"/projects/{PROJECT}/resync?rebuild=false", headers=API)
+    assert answer.status_code == 202 and answer.json is not None
+    assert answer.json["rebuild"] is False
+    assert queued(redis_client, settings) == [("worker.jobs.resync_project", [PROJECT])]
+
+
+def test_resync_with_an_unreadable_rebuild_flag_is_400_and_enqueues_nothing(
+    client: FlaskClient, redis_client: redis.Redis, settings: Settings
+) -> None:
+    answer = client.post(f"/projects/{PROJECT}/resync?rebuild=maybe", headers=API)
+    assert answer.status_code == 400
+    assert answer.json is not None and "'rebuild'" in answer.json["message"]
+    assert "maybe" in answer.json["message"]
+    assert queued(redis_client, settings) == []
+
+
 # -- ops: dashboard and metrics ---------------------------------------------------------------
 
 

@@ -18,7 +18,9 @@ import redis
 from rq import Queue, SimpleWorker
 from rq.job import Job, JobStatus
 
+from ls_panoptic.errors import ImageError
 from worker import jobs, reconcile, runtime
+from worker.labelstudio import LabelStudioError
 from worker.queueing import DEFAULT_RETRY_INTERVALS, SERIALIZER
 from worker.settings import Settings
 
@@ -254,6 +256,78 @@ def test_a_label_config_change_rebuilds_the_project(
         entry = rt.store.get_entry(P, task_id)
         assert entry is not None and set(entry.inst2class.values()) == {1, 2}  # leaf is 1 now
     assert stub.pulls == Counter({1: 3, 2: 2})  # first sync, the noticing sync, the rebuild
+
+
+def test_a_failed_conversion_is_not_redone_until_the_task_changes(
+    rt: runtime.Runtime, stub: StubLabelStudio
+) -> None:
+    stub.add(1, annotation(11, "weed"))  # not in the label config: fails the same way each time
+    stub.add(2, annotation(21, "leaf"))
+    assert reconcile.resync(rt, P)["to_sync"] == 2
+    run_burst(rt)
+    failed = {s.task_id: s for s in rt.store.states(P)}[1]
+    assert failed.status == "error" and "'weed'" in str(failed.error)
+    assert str(failed.error_fingerprint).startswith("annotation 11 updated ")
+
+    pulls = stub.pulls.copy()
+    again = reconcile.resync(rt, P)  # nothing changed in Label Studio
+    assert (again["to_sync"], again["jobs"], again["pending"]) == (0, [], [])
+    assert rt.dispatcher.queue.count == 0
+    run_burst(rt)
+    assert stub.pulls == pulls
+    assert {s.task_id: s for s in rt.store.states(P)}[1] == failed
+
+    stub.tasks[1]["annotations"] = [annotation(11, "leaf", now())]  # mended, no event
+    mended = reconcile.resync(rt, P)
+    assert (mended["to_sync"], mended["enqueued"]) == (1, 1)
+    run_burst(rt)
+    assert stub.pulls - pulls == Counter({1: 1})
+    state = {s.task_id: s for s in rt.store.states(P)}[1]
+    assert (state.status, state.annotation_id, state.error_fingerprint) == ("ok", 11, None)
+    assert reconcile.resync(rt, P)["to_sync"] == 0
+
+
+def test_a_rebuild_or_a_config_change_retries_an_unchanged_failure(
+    rt: runtime.Runtime, stub: StubLabelStudio
+) -> None:
+    stub.add(1, annotation(11, "weed"))
+    reconcile.resync(rt, P)
+    run_burst(rt)
+    assert [s.status for s in rt.store.states(P)] == ["error"]
+    assert reconcile.resync(rt, P, force=True)["to_sync"] == 1  # a rebuild re-converts it
+    run_burst(rt)
+    assert stub.pulls[1] == 2 and [s.status for s in rt.store.states(P)] == ["error"]
+    stub.config = CONFIG.replace(
+        '<Label value="stem"/>', '<Label value="stem"/><Label value="weed"/>'
+    )
+    summary = reconcile.resync(rt, P)
+    assert (summary["config"], summary["to_sync"]) == ("changed", 1)
+    run_burst(rt)
+    assert [s.status for s in rt.store.states(P)] == ["ok"]
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [LabelStudioError("reading image img1.jpg: Label Studio answered 502"),
+     ImageError(1, "cannot identify image file")],  # bytes that could be replaced at this URL
+    ids=["download", "unreadable file"],
+)  # fmt: skip
+def test_a_failure_to_get_the_image_is_retried_by_every_resync(
+    rt: runtime.Runtime, stub: StubLabelStudio, monkeypatch: pytest.MonkeyPatch, failure: Exception
+) -> None:
+    no_regions = {**annotation(11, "leaf"), "result": []}  # the image gives the size
+    stub.add(1, no_regions)
+
+    def image_info(url: str, scratch_dir: Path, *, task_id: int | None = None) -> None:
+        raise failure
+
+    monkeypatch.setattr(stub, "image_info", image_info)
+    for _round in range(2):
+        assert reconcile.resync(rt, P)["to_sync"] == 1
+        run_burst(rt)
+        (state,) = rt.store.states(P)
+        assert (state.status, state.error_fingerprint) == ("error", None)
+    assert stub.pulls[1] == 2
 
 
 def test_a_lost_pending_job_is_revived_by_resync(

@@ -249,6 +249,38 @@ def test_an_error_without_timestamp_keeps_the_stored_one(store: Store) -> None:
     assert store.task_ids(P) == {10, 11}
 
 
+def test_an_error_keeps_its_fingerprint_until_the_next_state(store: Store) -> None:
+    fingerprint = "annotation 5 updated 2024-05-01T10:00:00+00:00; inputs 00ff"
+    store.record_error(P, 10, "task 10: region r1: label 'weed' is not in the label set", T0,
+                       fingerprint)  # fmt: skip
+    (state,) = store.states(P)
+    assert (state.status, state.error_fingerprint) == ("error", fingerprint)
+    store.record_error(P, 10, "reading image: Label Studio answered 503", T1)  # may pass
+    (state,) = store.states(P)
+    assert (state.status, state.error_fingerprint) == ("error", None)
+    store.record_error(P, 10, "the same failure again", T1, fingerprint)
+    assert store.put_entry(P, 10, make_entry("a.jpg", seed=1), T2)
+    (state,) = store.states(P)
+    assert (state.status, state.error_fingerprint) == ("ok", None)
+
+
+def test_a_state_record_written_before_the_fingerprint_field_still_decodes(
+    store: Store, redis_client: redis.Redis, keys: Keys
+) -> None:
+    older = {"task_id": 10, "key": "a.jpg", "annotation_id": 5, "updated_at": T0,
+             "status": "error", "error": "task 10: boom", "converted_at": T0,
+             "config_hash": None}  # fmt: skip
+    redis_client.hset(keys.states(P), "10", json.dumps(older))
+    (state,) = store.states(P)
+    assert (state.status, state.error, state.error_fingerprint) == ("error", "task 10: boom", None)
+    oldest = {k: v for k, v in older.items() if k != "config_hash"} | {"task_id": 11}
+    redis_client.hset(keys.states(P), "11", json.dumps(oldest))
+    assert [s.error_fingerprint for s in store.states(P)] == [None, None]
+    store.record_error(P, 10, "task 10: boom", T1, "annotation 5 updated x; inputs 00")
+    first, _second = store.states(P)
+    assert first.error_fingerprint == "annotation 5 updated x; inputs 00"
+
+
 def test_delete_tasks(store: Store, redis_client: redis.Redis, keys: Keys) -> None:
     for task_id in (10, 11, 12):
         store.put_entry(P, task_id, make_entry(f"{task_id}.jpg", task_id), T0)

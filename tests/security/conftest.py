@@ -52,8 +52,6 @@ def fuzz(request: pytest.FixtureRequest) -> hypothesis_settings:
     )
 
 
-
-
 @pytest.fixture
 def settings(redis_url: str, tmp_path: Path) -> Settings:
     """Production-like service settings (both tokens, no dev mode) on the test database."""

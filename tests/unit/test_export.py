@@ -116,7 +116,15 @@ def test_read_export_from_file(tmp_path: Path) -> None:
 
 
 def test_json_min_row_without_annotation_gives_a_task_without_annotations() -> None:
-    rows = [{"image": "/data/upload/1/abcdef12-b.jpg", "id": 6, "annotation_id": None,
-             "annotator": None, "created_at": "", "updated_at": ""}]
+    rows = [
+        {
+            "image": "/data/upload/1/abcdef12-b.jpg",
+            "id": 6,
+            "annotation_id": None,
+            "annotator": None,
+            "created_at": "",
+            "updated_at": "",
+        }
+    ]
     tasks, fmt = parse_export(rows)
     assert fmt == "JSON_MIN" and tasks[0].annotations == []
