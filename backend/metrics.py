@@ -9,7 +9,8 @@ share the same Redis) agree: no per-process counters. Families:
   waited: the event -> conversion lag (0 when the queue is empty).
 - ``ls_panoptic_webhook_events_total{action, handled}``: webhook events received, by action;
   ``handled="false"`` for the ones ignored.
-- ``ls_panoptic_tasks{project, status}``: tasks tracked per project by status (ok, empty, error).
+- ``ls_panoptic_tasks{project, status}``: tasks tracked per project by status (ok, empty, error),
+  from counts every state write keeps (``Store.status_counts``): a scrape reads no task state.
 - ``ls_panoptic_entries{project}``: entries a snapshot of the project would hold now.
 
 Open like ``/health`` (counts and project ids only, nothing about the images).
@@ -17,7 +18,6 @@ Open like ``/health`` (counts and project ids only, nothing about the images).
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timezone
 
@@ -113,8 +113,7 @@ class ServiceCollector(Collector):
             "ls_panoptic_entries", "Entries a snapshot would hold now", labels=["project"]
         )
         for project in sorted(store.project_ids()):
-            by_status = Counter(state.status for state in store.states(project))
-            for status, count in sorted(by_status.items()):
+            for status, count in store.status_counts(project).items():
                 tasks.add_metric([str(project), status], count)
             manifest = self._svc.keys.manifest(project)  # task -> current entry
             entries.add_metric([str(project)], self._svc.redis.hlen(manifest))

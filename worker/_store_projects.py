@@ -98,6 +98,7 @@ class ProjectIndex(StoreBase):
                 manifest,
                 self._keys.states(project),
                 self._keys.deleted(project),
+                self._keys.status_counts(project),
                 self._keys.project(project),
             )
             pipe.srem(self._keys.projects(), project)

@@ -9,6 +9,7 @@
     {prefix}:p:{project}:manifest           HASH    task id -> version of its current entry blob
     {prefix}:p:{project}:states             HASH    task id -> JSON status record
     {prefix}:p:{project}:deleted            HASH    task id -> Redis time it was deleted (tombstone)
+    {prefix}:p:{project}:status_counts      HASH    status -> how many states have it (/metrics)
     {prefix}:p:{project}:blob:{task}:{ver}  HASH    one immutable stored entry
     {prefix}:p:{project}:pending:{task}     STRING  coalescing flag (queueing)
     {prefix}:p:{project}:event:{task}       STRING  Redis time of the task's latest event (debounce)
@@ -79,6 +80,11 @@ class Keys:
         """HASH task id -> ISO time (Redis clock) the task was found deleted: a tombstone, so a
         sync that pulled the task before it was deleted cannot bring its entry back."""
         return self.project_prefix(project) + "deleted"
+
+    def status_counts(self, project: int) -> str:
+        """HASH status -> how many of the project's states have it, kept by every state write
+        (so ``/metrics`` need not read every state)."""
+        return self.project_prefix(project) + "status_counts"
 
     def blob(self, project: int, task_id: int, version: str) -> str:
         """HASH: one immutable stored entry (see :mod:`worker.store`)."""

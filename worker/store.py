@@ -15,6 +15,8 @@ zstd bytes only.
 from __future__ import annotations
 
 import datetime as dt
+import json
+from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any, BinaryIO
 
@@ -94,7 +96,7 @@ class Store(ProjectIndex):
             pipe.multi()
             pipe.hset(blob, mapping=fields)  # type: ignore[arg-type]
             pipe.persist(blob)  # the same conversion again may revive a superseded blob
-            self._point(pipe, project, task_id, current, version, state)
+            self._point(pipe, project, task_id, current, version, state, old)
             return True
 
         return self._update_task(project, task_id, update)
@@ -128,7 +130,7 @@ class Store(ProjectIndex):
             if _newer(old, stamp):
                 return False
             pipe.multi()
-            self._point(pipe, project, task_id, current, None, state)
+            self._point(pipe, project, task_id, current, None, state, old)
             return True
 
         return self._update_task(project, task_id, update)
@@ -163,6 +165,7 @@ class Store(ProjectIndex):
             )  # fmt: skip
             pipe.multi()
             pipe.hset(self._keys.states(project), str(task_id), encode_state(state))
+            self._count(pipe, project, old, state.status)
             pipe.hdel(self._keys.deleted(project), str(task_id))
             pipe.sadd(self._keys.projects(), project)
             return True
@@ -191,9 +194,12 @@ class Store(ProjectIndex):
             known = sum(
                 v is not None or s is not None for v, s in zip(versions, recorded, strict=True)
             )
+            gone = Counter(_status(raw) for raw in recorded if raw is not None)
             pipe.multi()
             pipe.hdel(manifest, *fields)
             pipe.hdel(states, *fields)
+            for status, count in gone.items():
+                pipe.hincrby(self._keys.status_counts(project), status, -count)
             pipe.hset(tombstones, mapping=dict.fromkeys(fields, deleted_at))
             for task_id, version in zip(ids, versions, strict=True):
                 if version is not None:
@@ -208,6 +214,30 @@ class Store(ProjectIndex):
     def task_ids(self, project: int) -> set[int]:
         """Tasks with a state record."""
         return {int(t) for t in self._redis.hkeys(self._keys.states(project))}
+
+    def status_counts(self, project: int) -> dict[str, int]:
+        """How many of the project's tasks have each status (``ok``, ``empty``, ``error``; an
+        unreadable record counts as ``unreadable``), without reading the states: every state
+        write keeps the counts. Recounted from the states when they disagree with their number
+        (a store written before the counts existed, or states written around the store)."""
+        counts_key, states = self._keys.status_counts(project), self._keys.states(project)
+        with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hgetall(counts_key)
+            pipe.hlen(states)
+            raw, total = pipe.execute()
+        counts = {str(text(k)): int(v) for k, v in raw.items()}
+        if all(v >= 0 for v in counts.values()) and sum(counts.values()) == total:
+            return {status: n for status, n in sorted(counts.items()) if n > 0}
+
+        def recount(pipe: Pipeline) -> dict[str, int]:
+            found = Counter(_status(value) for value in pipe.hvals(states))
+            pipe.multi()
+            pipe.delete(counts_key)
+            if found:
+                pipe.hset(counts_key, mapping=dict(found))  # type: ignore[arg-type]
+            return dict(sorted(found.items()))
+
+        return self._transact([states, counts_key], recount)
 
     def states(self, project: int) -> list[EntryState]:
         """Every task's state record, by task id.
@@ -272,8 +302,10 @@ class Store(ProjectIndex):
         current: str | None,
         version: str | None,
         state: EntryState,
+        old: EntryState | None,
     ) -> None:
-        """Queue: manifest -> ``version`` (or none), the superseded blob expires, the state."""
+        """Queue: manifest -> ``version`` (or none), the superseded blob expires, the state
+        replacing ``old`` (counted: :meth:`status_counts`)."""
         field = str(task_id)
         if version is None:
             pipe.hdel(self._keys.manifest(project), field)
@@ -282,8 +314,28 @@ class Store(ProjectIndex):
         if current is not None and current != version:
             pipe.expire(self._keys.blob(project, task_id, current), self.grace_seconds)
         pipe.hset(self._keys.states(project), field, encode_state(state))
+        self._count(pipe, project, old, state.status)
         pipe.hdel(self._keys.deleted(project), field)
         pipe.sadd(self._keys.projects(), project)
+
+    def _count(self, pipe: Pipeline, project: int, old: EntryState | None, status: str) -> None:
+        """Queue the status counts' change from ``old`` (a tombstone is no state) to ``status``."""
+        before = old.status if old is not None and old.status != "deleted" else None
+        if before == status:
+            return
+        counts = self._keys.status_counts(project)
+        if before is not None:
+            pipe.hincrby(counts, before, -1)
+        pipe.hincrby(counts, status, 1)
+
+
+def _status(raw: bytes | str) -> str:
+    """A stored state record's status, ``unreadable`` when it has none."""
+    try:
+        status = json.loads(raw).get("status")
+    except (ValueError, AttributeError):
+        return "unreadable"
+    return status if isinstance(status, str) and status else "unreadable"
 
 
 def _deletion_time(raw: str | None) -> dt.datetime | None:
