@@ -10,6 +10,10 @@
   fields of ``worker.store.EntryState`` each: a failed task (``status`` ``error``) has its
   ``error``, and an ``error_fingerprint`` when resyncs leave it alone until what it failed on
   changes (``null`` otherwise).
+- ``GET /projects/<id>/entries/<task>/preview.png``: the task's current entry drawn, to look at
+  rather than read: each segment in its class's hue, outlined, a legend of the classes under it;
+  on grey, not the photo (the backend never fetches images). ``?size=N``: longest side in pixels
+  (default :data:`PREVIEW_SIDE`; the mask is sampled down, never up).
 - ``POST /projects/<id>/resync``: enqueue a reconciliation with Label Studio -> 202 ``{job_id}``;
   ``?rebuild=true`` re-converts every task, failed ones included.
 """
@@ -18,14 +22,19 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import logging
 import os
 import tempfile
 from typing import BinaryIO
 
+import numpy as np
+import numpy.typing as npt
 from flask import Blueprint, Response, jsonify, request, send_file
 
-from worker.store import SnapshotInfo, StoreError
+from ls_panoptic.labels import labelset_from_config
+from ls_panoptic.preview import render_preview
+from worker.store import ProjectRecord, SnapshotInfo, StoreError
 
 from .errors import ApiError
 from .services import Services, services
@@ -37,6 +46,9 @@ log = logging.getLogger("ls_panoptic.backend")
 blueprint = Blueprint("api", __name__, url_prefix="/projects")
 #: a project id Label Studio can have (a database integer); any other path is 404
 _PROJECT = "/<int(min=1, max=9223372036854775807):project>"
+_TASK = "/<int(min=0, max=9223372036854775807):task>"
+#: longest side of a preview in pixels unless ``?size=`` says otherwise, and the bounds of it
+PREVIEW_SIDE, PREVIEW_SIDE_RANGE = 1024, (16, 16384)
 
 
 @blueprint.before_request
@@ -44,13 +56,16 @@ def _authenticate() -> None:
     services().api_guard.check(request.headers.get("Authorization"))
 
 
-def _require_known(svc: Services, project: int) -> None:
-    if svc.store.get_project(project) is None:
+def _require_known(svc: Services, project: int) -> ProjectRecord:
+    """The project's record; 404 saying how to import it when the store has none."""
+    record = svc.store.get_project(project)
+    if record is None:
         raise ApiError(
             404,
             f"project {project} is not in the store; "
             f"POST /projects/{project}/resync to import it from Label Studio",
         )
+    return record
 
 
 @blueprint.get(_PROJECT + "/snapshot.pkl")
@@ -113,6 +128,42 @@ def entries(project: int) -> Response:
     svc = services()
     _require_known(svc, project)
     return jsonify([dataclasses.asdict(state) for state in svc.store.states(project)])
+
+
+@blueprint.get(_PROJECT + "/entries" + _TASK + "/preview.png")
+def preview(project: int, task: int) -> Response:
+    svc = services()
+    record = _require_known(svc, project)
+    stored = svc.store.get_entry(project, task)
+    if stored is None:
+        raise ApiError(
+            404,
+            f"task {task} of project {project} has no entry; "
+            f"GET /projects/{project}/entries gives each task's status and error",
+        )
+    side = _int_arg("size", PREVIEW_SIDE, *PREVIEW_SIDE_RANGE)
+    labels = labelset_from_config(record.label_config)
+    mask = _sample_down(stored.panoptic_mask, side)
+    picture = render_preview(mask, stored.inst2class, labels.background_id, None, record.id2label)
+    png = io.BytesIO()
+    picture.save(png, format="PNG", compress_level=1)  # fast: a preview is looked at, not kept
+    return Response(png.getvalue(), mimetype="image/png", headers={"Cache-Control": "no-store"})
+
+
+def _sample_down(mask: npt.NDArray[np.uint32], side: int) -> npt.NDArray[np.uint32]:
+    """Every n-th row and column, so the longest side is at most ``side`` (a view)."""
+    step = -(-max(mask.shape) // side)  # ceiling division
+    return mask[::step, ::step] if step > 1 else mask
+
+
+def _int_arg(name: str, default: int, low: int, high: int) -> int:
+    """An integer query parameter in ``[low, high]``; 400 naming it otherwise."""
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if not raw.strip().isdigit() or not low <= int(raw) <= high:
+        raise ApiError(400, f"query parameter {name!r} must be an integer from {low} to {high}")
+    return int(raw)
 
 
 @blueprint.post(_PROJECT + "/resync")

@@ -8,6 +8,7 @@ Routes::
     GET  /projects/<id>/snapshot.pkl       API_TOKEN       point-in-time snapshot (api)
     GET  /projects/<id>/snapshot.meta.json API_TOKEN       its sidecar (api)
     GET  /projects/<id>/entries            API_TOKEN       task states (api)
+    GET  /projects/<id>/entries/<task>/preview.png  API_TOKEN  one entry drawn (api)
     POST /projects/<id>/resync             API_TOKEN       reconcile with Label Studio (api)
     GET  /metrics                          open            Prometheus text (metrics)
          /rq/...                           API_TOKEN       rq-dashboard (dashboard)
