@@ -18,9 +18,11 @@ Coalescing: a sync job is enqueued only when the pending flag of its (project, t
 set; the job clears the flag *before* it pulls the task from Label Studio. Events arriving
 while a job waits add nothing; events arriving while it runs enqueue exactly one more job,
 which pulls the state after them. A burst for one task therefore costs at most two
-conversions, and the last state always wins. The flag expires (``DEFAULT_PENDING_TTL``) so
-that a job lost with its flag set cannot block the task for ever; a resync does not wait for
-that: it re-enqueues when the job the flag names no longer exists (``revive=True``).
+conversions, and the last state always wins. A flag whose job is lost (the backend died
+between setting it and enqueueing, or the job ended without clearing it) must not block the
+task: the next event for the task takes it over once it is ``LOST_FLAG_GRACE`` seconds old (a
+server-side script checks the job's status in the same round trip), a resync at once
+(``revive=True``), and the flag expires after ``DEFAULT_PENDING_TTL`` anyway.
 
 Debounce: a job started while events for its task are still streaming in would clear the flag
 mid-burst, and the rest of the burst would enqueue one more job, again and again. So every
@@ -111,6 +113,37 @@ JOBS_MODULE = "worker.jobs"
 DEFAULT_PENDING_TTL = 3600
 #: seconds a task's latest-event time lives: longer than any quiet period (settings cap 60 s)
 DEBOUNCE_KEY_TTL = 120
+#: seconds after which a pending flag whose job is missing or over counts as lost (see
+#: :data:`_FLAG_TASKS`): far longer than the enqueue that follows the flag (milliseconds)
+LOST_FLAG_GRACE = 5
+#: sets each pending flag KEYS[i] to job id ARGV[3 + i] (EX ARGV[1]) when it is not set, or when
+#: it was set more than ARGV[2] seconds ago and its job (rq's hash ``rq:job:<id>``) is missing or
+#: no longer queued, scheduled, deferred or started: a backend that died between the flag and the
+#: enqueue, or a job that ended without clearing it, must not leave the task unsynced until the
+#: flag expires. Returns 1 per flag now held by the new id (enqueue it), else 0.
+_FLAG_TASKS = """
+local ttl, grace, prefix = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local alive = {queued=true, scheduled=true, deferred=true, started=true}
+local out = {}
+for i, key in ipairs(KEYS) do
+  local id = ARGV[3 + i]
+  out[i] = 0
+  if redis.call('SET', key, id, 'NX', 'EX', ttl) then
+    out[i] = 1
+  else
+    local holder = redis.call('GET', key)
+    local left = redis.call('TTL', key)
+    if holder and left >= 0 and left < ttl - grace then
+      local status = redis.call('HGET', prefix .. holder, 'status')
+      if not status or not alive[status] then
+        redis.call('SET', key, id, 'EX', ttl)
+        out[i] = 1
+      end
+    end
+  end
+end
+return out
+"""
 #: records the Redis server's time in each key of KEYS (``seconds.micros``), EX ARGV[1]
 _STAMP_EVENTS = """
 local t = redis.call('TIME')
@@ -192,17 +225,18 @@ class Dispatcher:
         if not ids:
             return 0
         job_ids = [self._new_id("sync") for _ in ids]
+        flags = [self.keys.pending(project, task_id) for task_id in ids]
         with self.redis.pipeline(transaction=False) as pipe:
-            for task_id, job_id in zip(ids, job_ids, strict=True):
-                pipe.set(
-                    self.keys.pending(project, task_id), job_id, nx=True, ex=DEFAULT_PENDING_TTL
-                )
+            pipe.eval(
+                _FLAG_TASKS, len(flags), *flags,
+                DEFAULT_PENDING_TTL, LOST_FLAG_GRACE, Job.redis_job_namespace_prefix, *job_ids,
+            )  # fmt: skip
             if self._debounce:  # every event, coalesced or not, restarts the quiet period
                 keys = [self.keys.last_event(project, task_id) for task_id in ids]
                 pipe.eval(_STAMP_EVENTS, len(keys), *keys, DEBOUNCE_KEY_TTL)
             if also is not None:
                 also(pipe)
-            flagged = pipe.execute()[: len(ids)]
+            flagged = pipe.execute()[0]
         datas = [
             self._sync_data(project, task_id, job_id)
             for task_id, job_id, newly_set in zip(ids, job_ids, flagged, strict=True)
