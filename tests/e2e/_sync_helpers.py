@@ -1,13 +1,15 @@
-"""What the live-sync end-to-end tests share: the test Redis, and a Label Studio project with
-the worker context on it.
+"""What the live-sync end-to-end tests share: a Label Studio project with the worker context on
+it. (The test Redis is the ``redis_url`` / ``redis_client`` fixtures of ``tests/conftest.py``:
+``LSP_TEST_REDIS_URL``, default DB 15, flushed around each test.)
 
-- ``redis_url`` / ``redis_client``: fixtures on ``LSP_TEST_REDIS_URL`` (default DB 15), flushed
-  around each test; a test module imports them to use them.
 - :class:`LiveProject`: one Label Studio project, its images on disk, and the check every test
   ends with: the store's snapshot (``ls-panoptic snapshot``) byte for byte against the batch
   conversion (``ls-panoptic convert``) of a fresh Label Studio export.
+- :func:`service_settings`, :func:`served_settings`: the settings the tests run the service with
+  (the latter for ``serve`` and ``worker`` as processes: random tokens, no periodic resync).
 - :func:`run_resync`: ``ls-panoptic resync --wait``;
-  :func:`assert_manifest_complete`: every manifest entry points at a whole, decodable blob.
+  :func:`assert_manifest_complete` (:meth:`LiveProject.assert_blobs_whole`): every manifest
+  entry points at a whole, decodable blob.
 
 The service's processes are in :mod:`tests.e2e._services`, the webhook relay Label Studio posts
 to in :mod:`tests.e2e._relay`.
@@ -18,8 +20,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import pickle
+import secrets
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -29,12 +31,12 @@ from typing import Any, cast
 
 import httpx
 import numpy as np
-import pytest
 import redis
 from click.testing import CliRunner
 from PIL import Image
 from rq import SimpleWorker
 
+from cli.connect import connect
 from cli.convert import run_convert
 from cli.labelstudio_server import LabelStudioServer
 from cli.store_cmds import resync, snapshot
@@ -56,38 +58,14 @@ __all__ = [
     "LiveProject",
     "assert_manifest_complete",
     "open_live_project",
-    "redis_client",
-    "redis_url",
     "run_resync",
+    "served_settings",
     "service_settings",
     "small_image",
 ]
 
-DEFAULT_TEST_REDIS_URL = "redis://127.0.0.1:6379/15"
 PREFIX = "lspe2e"
 QUEUE = "lsp-e2e"
-
-
-@pytest.fixture
-def redis_url() -> str:
-    """The test database: ``LSP_TEST_REDIS_URL``, default DB 15 (flushed by the tests)."""
-    return os.environ.get("LSP_TEST_REDIS_URL", "").strip() or DEFAULT_TEST_REDIS_URL
-
-
-@pytest.fixture
-def redis_client(redis_url: str) -> Iterator[redis.Redis]:
-    """A client on the test database, flushed around the test."""
-    client = redis.Redis.from_url(redis_url, socket_timeout=10)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        if os.environ.get("LSP_REDIS_REQUIRED", "").strip() == "1":
-            pytest.fail(f"Redis at {redis_url} is unreachable ({exc})", pytrace=False)
-        pytest.skip(f"Redis at {redis_url} is unreachable ({exc})")
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
 
 
 @dataclass
@@ -181,6 +159,12 @@ class LiveProject:
         """The environment the service's commands read their settings from."""
         return service_env(self.rt.settings)
 
+    def connect(self, url: str) -> None:
+        """``ls-panoptic connect``: the project's webhook posts to ``url`` from now on."""
+        args = ["--project", str(self.project), "--url", url]
+        outcome = CliRunner().invoke(connect, args, env=self.env())
+        assert outcome.exit_code == 0, outcome.output
+
     def live(self, step: str) -> tuple[bytes, dict[str, Any]]:
         """The store's snapshot, written by ``ls-panoptic snapshot``."""
         output = self.root / f"live-{step}.pkl"
@@ -203,6 +187,11 @@ class LiveProject:
             assert live[key]["inst2class"] == entry["inst2class"], key
         assert live_meta["id2label"] == batch_meta["id2label"]
         assert live_bytes == batch_bytes  # bit for bit, entry order and dict order included
+
+    def assert_blobs_whole(self) -> None:
+        """No entry half-written: the manifest points at whole blobs only."""
+        keys = Keys(self.rt.settings.key_prefix)
+        assert_manifest_complete(self.rt.redis, keys, self.project)
 
 
 @contextmanager
@@ -231,6 +220,16 @@ def service_settings(redis_url: str, server: LabelStudioServer, **overrides: Any
         key_prefix=PREFIX,
         **overrides,
     )
+
+
+def served_settings(redis_url: str, server: LabelStudioServer, **overrides: Any) -> Settings:
+    """The settings of a test that runs ``serve`` and ``worker`` as processes: random webhook
+    and API tokens, and no periodic resync (only the test's own resync may repair a lost
+    event)."""
+    return service_settings(
+        redis_url, server, webhook_token=secrets.token_hex(16), api_token=secrets.token_hex(16),
+        resync_interval=0.0, **overrides,
+    )  # fmt: skip
 
 
 def small_image(name: str, width: int, height: int, seed: int) -> SceneImage:

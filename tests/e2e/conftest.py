@@ -4,6 +4,10 @@ Install the server once with ``.ci/install-label-studio`` (its own virtualenv, `
 ``<repo>/.venv-labelstudio``). Without it these tests skip, unless ``LS_E2E_REQUIRED=1``
 (then they fail: meant for CI, so that a broken install cannot pass as a skip).
 
+Redis: the ``redis_url`` / ``redis_client`` fixtures of ``tests/conftest.py`` (the test
+database, flushed around each test); ``test_up_demo.py`` has its own ``redis_url``, which need
+not answer (``up`` then starts a redis-server itself).
+
 Facts about Label Studio 1.23.2, checked on the installed release:
 
 - CLI: ``label-studio start [--no-browser] [--port P] [--internal-host H] [--host URL]

@@ -20,7 +20,6 @@ relay did with each webhook it caused, and the command that replays the trial.
 from __future__ import annotations
 
 import random
-import secrets
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -29,23 +28,17 @@ from typing import Any
 
 import pytest
 import redis
-from click.testing import CliRunner
 
-from cli.connect import connect
 from cli.labelstudio_server import LabelStudioServer
-from worker.keys import Keys
 from worker.settings import Settings
 
 from ._relay import RelayPolicy, WebhookRelay
-from ._services import backend_process, free_port, service_env, worker_process
-from ._sync_helpers import (  # noqa: F401  # redis_url, redis_client: fixtures
+from ._services import backend_process, free_port, worker_process
+from ._sync_helpers import (
     LiveProject,
-    assert_manifest_complete,
     open_live_project,
-    redis_client,
-    redis_url,
     run_resync,
-    service_settings,
+    served_settings,
     small_image,
 )
 from .build_project import LABEL_CONFIG
@@ -77,16 +70,13 @@ class Stack:
 @pytest.fixture
 def stack(
     label_studio: LabelStudioServer,
-    redis_url: str,  # noqa: F811
-    redis_client: redis.Redis,  # noqa: F811
+    redis_url: str,
+    redis_client: redis.Redis,
     tmp_path: Path,
 ) -> Iterator[Stack]:
     """``ls-panoptic serve`` and ``ls-panoptic worker --with-scheduler`` on the test Redis,
     without the periodic resync: only the final one may repair what the relay lost."""
-    settings = service_settings(
-        redis_url, label_studio, webhook_token=secrets.token_hex(16),
-        api_token=secrets.token_hex(16), resync_interval=0.0,
-    )  # fmt: skip
+    settings = served_settings(redis_url, label_studio)
     port = free_port()
     with (
         backend_process(settings, port, tmp_path / "backend.log"),
@@ -238,12 +228,6 @@ def _plan(rng: random.Random, count: int) -> list[str]:
     return kinds
 
 
-def _connect(live: LiveProject, settings: Settings, url: str) -> None:
-    args = ["--project", str(live.project), "--url", url]
-    outcome = CliRunner().invoke(connect, args, env=service_env(settings))
-    assert outcome.exit_code == 0, outcome.output
-
-
 def _trial(
     stack: Stack,
     label_studio: LabelStudioServer,
@@ -263,14 +247,14 @@ def _trial(
         rng = random.Random(seed)
         scenario = Scenario(live, relay, rng)
         try:
-            _connect(live, settings, relay.url)
+            live.connect(relay.url)
             scenario.step("upload scene")
             for kind in _plan(rng, operations):
                 scenario.step(kind)
             relay.settle()
             resynced = run_resync(live)
             live.assert_store_equals_batch("final")
-            assert_manifest_complete(connection, Keys(settings.key_prefix), live.project)
+            live.assert_blobs_whole()
         except Exception as exc:  # pytest.fail's exception is no Exception: not caught here
             report = _report(seed, operations, scenario, resynced, root, exc)
             pytest.fail(report, pytrace=False)
@@ -300,7 +284,7 @@ def test_resync_converges_whatever_happens_to_webhooks(
     stack: Stack,
     label_studio: LabelStudioServer,
     ls_client: LabelStudioClient,
-    redis_client: redis.Redis,  # noqa: F811
+    redis_client: redis.Redis,
 ) -> None:
     trials = int(request.config.getoption("--convergence-trials", 2))
     operations = int(request.config.getoption("--convergence-ops", 12))

@@ -32,7 +32,6 @@ import io
 import os
 import pickle
 import random
-import secrets
 import shutil
 import signal
 import subprocess
@@ -47,13 +46,10 @@ from urllib.parse import urlsplit
 import numpy as np
 import pytest
 import redis
-from click.testing import CliRunner
 from PIL import Image
 from rq.job import Job, JobStatus
 
-from cli.connect import connect
 from cli.labelstudio_server import LabelStudioServer
-from worker.keys import Keys
 from worker.queueing import SERIALIZER
 from worker.settings import Settings
 
@@ -64,19 +60,15 @@ from ._services import (
     backend_process,
     free_port,
     kill_session,
-    service_env,
     session_pids,
     wait_until,
     worker_process,
 )
-from ._sync_helpers import (  # noqa: F401  # redis_url, redis_client: fixtures
+from ._sync_helpers import (
     LiveProject,
-    assert_manifest_complete,
     open_live_project,
-    redis_client,
-    redis_url,
     run_resync,
-    service_settings,
+    served_settings,
     small_image,
 )
 from .lsclient import LabelStudioClient
@@ -108,12 +100,17 @@ class Rig:
     live: LiveProject
     relay: WebhookRelay
     rng: random.Random
+    backend_port: int  # where the relay posts
     annotations: dict[int, list[int]] = field(default_factory=dict)  # task -> annotation ids
 
+    def backend(self) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
+        """``ls-panoptic serve`` on the port the relay posts to, until the block ends (each
+        start appends to the same ``backend.log``)."""
+        return backend_process(self.settings, self.backend_port, self.live.root / "backend.log")
+
     def connect(self) -> None:
-        args = ["--project", str(self.live.project), "--url", self.relay.url]
-        outcome = CliRunner().invoke(connect, args, env=service_env(self.settings))
-        assert outcome.exit_code == 0, outcome.output
+        """Label Studio's webhook for the project goes through the relay from now on."""
+        self.live.connect(self.relay.url)
 
     def burst(self, count: int, result: Callable[[str], list[dict[str, Any]]]) -> None:
         """``count`` annotation saves on random tasks: a new annotation, or an update."""
@@ -165,12 +162,7 @@ class Rig:
         """``resync --wait``, then the whole store is the batch conversion, blobs whole."""
         run_resync(self.live)
         self.live.assert_store_equals_batch(step)
-        self.assert_blobs_whole()
-
-    def assert_blobs_whole(self) -> None:
-        """No entry half-written: the manifest points at whole blobs only."""
-        keys = Keys(self.settings.key_prefix)
-        assert_manifest_complete(self.live.rt.redis, keys, self.live.project)
+        self.live.assert_blobs_whole()
 
 
 def _same(stored: dict[str, Any] | None, expected: dict[str, Any] | None) -> bool:
@@ -184,32 +176,39 @@ def _same(stored: dict[str, Any] | None, expected: dict[str, Any] | None) -> boo
     )
 
 
-def _settings(url: str, server: LabelStudioServer, outage: float = 5.0) -> Settings:
-    """The service's settings for a fault test: Redis at ``url``, tokens, no periodic resync,
-    retries that outlast an ``outage`` of that many seconds."""
-    return service_settings(
-        url, server, webhook_token=secrets.token_hex(16), api_token=secrets.token_hex(16),
-        resync_interval=0.0, retry_intervals=_intervals(outage),
-    )  # fmt: skip
-
-
 @contextlib.contextmanager
 def _rig(
-    settings: Settings,
     server: LabelStudioServer,
     ls_client: LabelStudioClient,
-    connection: redis.Redis,
     root: Path,
-    backend_url: str,
+    redis_url: str,
+    connection: redis.Redis,
+    outage: float = 5.0,
 ) -> Iterator[Rig]:
-    """A project on ``settings``'s store whose webhook will go through a pass-through relay
-    to the backend at ``backend_url``."""
+    """A project on the store at ``redis_url`` (``connection``) whose webhook will go through a
+    pass-through relay to the backend on a free port; the test starts that backend
+    (:meth:`Rig.backend`) when it wants it. The service's settings: tokens, no periodic resync,
+    retries that outlast an ``outage`` of that many seconds."""
+    settings = served_settings(redis_url, server, retry_intervals=_intervals(outage))
+    port = free_port()
     title = f"faults {root.name}"
     with (
         open_live_project(server, ls_client, settings, connection, root, title) as live,
-        WebhookRelay(backend_url, PASS_THROUGH, seed=0) as relay,
+        WebhookRelay(f"http://127.0.0.1:{port}", PASS_THROUGH, seed=0) as relay,
     ):
-        yield Rig(settings, live, relay, random.Random(root.name))
+        yield Rig(settings, live, relay, random.Random(root.name), port)
+
+
+RigOpener = Callable[..., contextlib.AbstractContextManager[Rig]]
+
+
+@pytest.fixture
+def open_rig(
+    label_studio: LabelStudioServer, ls_client: LabelStudioClient, tmp_path: Path
+) -> RigOpener:
+    """``open_rig(redis_url, connection, outage=5.0)``: :func:`_rig` on the session's Label
+    Studio, in the test's ``tmp_path``."""
+    return functools.partial(_rig, label_studio, ls_client, tmp_path)
 
 
 def _small_images(count: int) -> list[SceneImage]:
@@ -302,28 +301,19 @@ def _job_status(rig: Rig, job_id: str) -> JobStatus | None:
 
 
 def test_worker_killed_mid_conversion_loses_no_accepted_event(
-    label_studio: LabelStudioServer,
-    ls_client: LabelStudioClient,
-    redis_url: str,  # noqa: F811
-    redis_client: redis.Redis,  # noqa: F811
-    tmp_path: Path,
+    open_rig: RigOpener, redis_url: str, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
-    settings, port = _settings(redis_url, label_studio), free_port()
-    backend_url = f"http://127.0.0.1:{port}"
-    with (
-        backend_process(settings, port, tmp_path / "backend.log"),
-        _rig(settings, label_studio, ls_client, redis_client, tmp_path, backend_url) as rig,
-    ):
+    with open_rig(redis_url, redis_client) as rig, rig.backend():
         rig.connect()
         rig.live.upload([_heavy_image(f"heavy_{i}.png") for i in range(3)])
         heavy = functools.partial(_heavy_result, rig)
-        with worker_process(settings, tmp_path / "worker-1.log") as worker:
+        with worker_process(rig.settings, tmp_path / "worker-1.log") as worker:
             _wait_idle(rig)
             rig.burst(1, heavy)  # one annotation: one job
             horse, job_id = _converting_horse(rig, worker)
             os.kill(horse, signal.SIGKILL)  # what the OOM killer does; the worker lives on
             killed_at = time.monotonic()
-            rig.assert_blobs_whole()
+            rig.live.assert_blobs_whole()
             rig.assert_accepted_processed("horse-killed", SETTLE_TIMEOUT)
             print(f"(a) work-horse {horse} killed converting (job {job_id}); retried, all done "
                   f"{time.monotonic() - killed_at:.1f} s later")  # fmt: skip
@@ -334,8 +324,8 @@ def test_worker_killed_mid_conversion_loses_no_accepted_event(
             killed_at = time.monotonic()
         assert len(killed) >= 3, killed  # the worker, its scheduler and its work-horse
         assert _job_status(rig, job_id) == JobStatus.STARTED  # killed mid-conversion
-        rig.assert_blobs_whole()
-        with worker_process(settings, tmp_path / "worker-2.log"):
+        rig.live.assert_blobs_whole()
+        with worker_process(rig.settings, tmp_path / "worker-2.log"):
             counts = rig.assert_accepted_processed("worker-crashed", CRASH_RECOVERY_TIMEOUT)
             print(f"(a) worker crashed ({len(killed)} processes) converting job {job_id}; a new "
                   f"worker processed every accepted event {time.monotonic() - killed_at:.0f} s "
@@ -347,19 +337,17 @@ def test_worker_killed_mid_conversion_loses_no_accepted_event(
 
 
 def test_redis_restarted_during_a_burst_loses_no_accepted_event(
-    label_studio: LabelStudioServer, ls_client: LabelStudioClient, tmp_path: Path
+    open_rig: RigOpener, tmp_path: Path
 ) -> None:
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.skip("redis-server is not installed")
     with RedisServer(binary, tmp_path / "redis") as server:
         connection = redis.Redis.from_url(server.url, socket_timeout=10)
-        settings, port = _settings(server.url, label_studio), free_port()
-        backend_url = f"http://127.0.0.1:{port}"
         with (
-            backend_process(settings, port, tmp_path / "backend.log"),
-            _rig(settings, label_studio, ls_client, connection, tmp_path, backend_url) as rig,
-            worker_process(settings, tmp_path / "worker.log") as worker,
+            open_rig(server.url, connection) as rig,
+            rig.backend(),
+            worker_process(rig.settings, tmp_path / "worker.log") as worker,
             ThreadPoolExecutor(1) as pool,
         ):
             rig.connect()
@@ -395,67 +383,58 @@ def test_redis_restarted_during_a_burst_loses_no_accepted_event(
 def test_label_studio_unreachable_then_back_loses_no_accepted_event(
     request: pytest.FixtureRequest,
     label_studio: LabelStudioServer,
-    ls_client: LabelStudioClient,
-    redis_url: str,  # noqa: F811
-    redis_client: redis.Redis,  # noqa: F811
+    open_rig: RigOpener,
+    redis_url: str,
+    redis_client: redis.Redis,
     tmp_path: Path,
 ) -> None:
     outage = float(request.config.getoption("--fault-outage", 20.0))
-    settings, port = _settings(redis_url, label_studio, outage), free_port()
-    backend_url = f"http://127.0.0.1:{port}"
     ls_address = urlsplit(label_studio.url)
-    with TcpGate((str(ls_address.hostname), int(ls_address.port or 80))) as gate:
-        worker_settings = replace(settings, label_studio_url=gate.url)
-        with (
-            backend_process(settings, port, tmp_path / "backend.log"),
-            _rig(settings, label_studio, ls_client, redis_client, tmp_path, backend_url) as rig,
-            worker_process(worker_settings, tmp_path / "worker.log"),
-        ):
-            rig.connect()
-            rig.live.upload(_small_images(6))
-            _wait_idle(rig)
-            gate.close()
-            cut = time.monotonic()
-            rig.burst(20, rig.planted)  # Label Studio works; the worker cannot reach it
-            retrying = rig.live.rt.dispatcher.queue.scheduled_job_registry.key
-            wait_until(lambda: rig.live.rt.redis.zcard(retrying) > 0, outage, "a retry")
-            time.sleep(max(0.0, cut + outage - time.monotonic()))
-            gate.open()
-            back = time.monotonic()
-            counts = rig.assert_accepted_processed("label-studio-back", SETTLE_TIMEOUT + outage)
-            after = time.monotonic() - back
-            print(f"(c) Label Studio unreachable for {back - cut:.0f} s; every accepted event "
-                  f"processed {after:.1f} s after it came back; {counts}")  # fmt: skip
-            rig.assert_converged("final")
+    with (
+        TcpGate((str(ls_address.hostname), int(ls_address.port or 80))) as gate,
+        open_rig(redis_url, redis_client, outage) as rig,
+        rig.backend(),  # reaches Label Studio directly, the worker only through the gate
+        worker_process(replace(rig.settings, label_studio_url=gate.url), tmp_path / "worker.log"),
+    ):
+        rig.connect()
+        rig.live.upload(_small_images(6))
+        _wait_idle(rig)
+        gate.close()
+        cut = time.monotonic()
+        rig.burst(20, rig.planted)  # Label Studio works; the worker cannot reach it
+        retrying = rig.live.rt.dispatcher.queue.scheduled_job_registry.key
+        wait_until(lambda: rig.live.rt.redis.zcard(retrying) > 0, outage, "a retry")
+        time.sleep(max(0.0, cut + outage - time.monotonic()))
+        gate.open()
+        back = time.monotonic()
+        counts = rig.assert_accepted_processed("label-studio-back", SETTLE_TIMEOUT + outage)
+        after = time.monotonic() - back
+        print(f"(c) Label Studio unreachable for {back - cut:.0f} s; every accepted event "
+              f"processed {after:.1f} s after it came back; {counts}")  # fmt: skip
+        rig.assert_converged("final")
 
 
 # (d) ------------------------------------------------------------------------------------------
 
 
 def test_backend_restarted_during_a_burst_loses_no_accepted_event(
-    label_studio: LabelStudioServer,
-    ls_client: LabelStudioClient,
-    redis_url: str,  # noqa: F811
-    redis_client: redis.Redis,  # noqa: F811
-    tmp_path: Path,
+    open_rig: RigOpener, redis_url: str, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
-    settings, port = _settings(redis_url, label_studio), free_port()
-    log, backend_url = tmp_path / "backend.log", f"http://127.0.0.1:{port}"
     with (
-        _rig(settings, label_studio, ls_client, redis_client, tmp_path, backend_url) as rig,
-        worker_process(settings, tmp_path / "worker.log"),
+        open_rig(redis_url, redis_client) as rig,
+        worker_process(rig.settings, tmp_path / "worker.log"),
         ThreadPoolExecutor(1) as pool,
     ):
-        with backend_process(settings, port, log) as backend:
+        with rig.backend() as backend:
             rig.connect()
             rig.live.upload(_small_images(6))
             _wait_idle(rig)
             burst = pool.submit(rig.burst, 50, rig.planted)
             time.sleep(1.0)
             kill_session(backend.pid)  # a crash: gunicorn's master and worker at once
-        with backend_process(settings, port, log):  # restarted; then stopped with SIGTERM
+        with rig.backend():  # restarted; then stopped with SIGTERM
             time.sleep(1.0)
-        with backend_process(settings, port, log):  # and started again
+        with rig.backend():  # and started again
             burst.result()
             counts = rig.assert_accepted_processed("backend-restarted", SETTLE_TIMEOUT)
             assert counts["refused"] > 0, "no webhook arrived while the backend was down"

@@ -20,14 +20,7 @@ from cli.labelstudio_server import LabelStudioServer
 from worker import reconcile
 
 from ._services import service_process
-from ._sync_helpers import (  # noqa: F401  # redis_url, redis_client: fixtures
-    LiveProject,
-    open_live_project,
-    redis_client,
-    redis_url,
-    run_resync,
-    service_settings,
-)
+from ._sync_helpers import LiveProject, open_live_project, run_resync, service_settings
 from .lsclient import LabelStudioClient
 from .scene import EXIF_JPEG, PLAIN_JPEG, PNG, SKIPPED_ONLY, UNLABELED, make_images
 
@@ -38,8 +31,8 @@ pytestmark = pytest.mark.e2e
 def live_project(
     label_studio: LabelStudioServer,
     ls_client: LabelStudioClient,
-    redis_url: str,  # noqa: F811
-    redis_client: redis.Redis,  # noqa: F811
+    redis_url: str,
+    redis_client: redis.Redis,
     tmp_path: Path,
 ) -> Iterator[LiveProject]:
     """A fresh project with the five scene images uploaded (no annotations yet)."""
@@ -67,12 +60,19 @@ def _annotate_all(live: LiveProject) -> dict[str, int]:
     return ids
 
 
+def _sync_all(live: LiveProject) -> int:
+    """Every task's sync enqueued (as ``TASKS_CREATED`` does) and the jobs run; returns how
+    many jobs were enqueued."""
+    enqueued = live.rt.dispatcher.sync_tasks(live.project, live.tasks.values())
+    live.run_jobs()
+    return enqueued
+
+
 def test_events_keep_the_store_equal_to_a_batch_conversion(live_project: LiveProject) -> None:
     live = live_project
     ids = _annotate_all(live)
     dispatcher = live.rt.dispatcher
-    assert dispatcher.sync_tasks(live.project, live.tasks.values()) == 5  # TASKS_CREATED
-    live.run_jobs()
+    assert _sync_all(live) == 5  # TASKS_CREATED
     live.assert_store_equals_batch("created", ANNOTATED)
 
     live.update(EXIF_JPEG, ids["exif"], 8, 0)
@@ -92,8 +92,7 @@ def test_deleted_annotations_and_tasks_leave_the_store(live_project: LiveProject
     live = live_project
     ids = _annotate_all(live)
     dispatcher = live.rt.dispatcher
-    dispatcher.sync_tasks(live.project, live.tasks.values())
-    live.run_jobs()
+    _sync_all(live)
 
     live.delete(f"/api/annotations/{ids['png-first']}/")  # the selected one: the other is next
     dispatcher.drop_annotations([ids["png-first"]])  # ANNOTATIONS_DELETED carries ids only
@@ -116,9 +115,7 @@ def test_deleted_annotations_and_tasks_leave_the_store(live_project: LiveProject
 def test_resync_repairs_lost_webhooks(live_project: LiveProject) -> None:
     live = live_project
     ids = _annotate_all(live)
-    dispatcher = live.rt.dispatcher
-    dispatcher.sync_tasks(live.project, live.tasks.values())
-    live.run_jobs()
+    _sync_all(live)
 
     live.update(PLAIN_JPEG, ids["plain"], 10, 1)  # none of these is enqueued: lost webhooks
     live.annotate(UNLABELED, 11, 2)

@@ -1,5 +1,6 @@
-"""The Flask backend against a real Redis (``redis_client`` of tests/integration/conftest.py:
-the test database, flushed around every test).
+"""The Flask backend against a real Redis (``redis_client`` of tests/conftest.py: the test
+database, flushed around every test). Tokens, credentials and the app's construction are those
+of the security tests (``tests/security/service.py``).
 
 What is checked is the effect, not only the status: the RQ jobs in the queue (function and
 arguments, JSON-serialised), the annotation index in the store, the event counters in
@@ -9,7 +10,6 @@ with plain ``pickle.load``.
 
 from __future__ import annotations
 
-import base64
 import io
 import logging
 import pickle
@@ -27,13 +27,22 @@ from backend.app import DEFAULT_MAX_CONTENT_LENGTH, create_app
 from backend.mlbackend import MODEL_CLASS, MODEL_VERSION
 from cli import serve as serve_module
 from ls_panoptic.model import Entry
+from tests.security.service import (
+    API,
+    API_TOKEN,
+    HOOK,
+    WEBHOOK_TOKEN,
+    basic,
+    bearer,
+    build_app,
+    enqueued,
+    service_settings,
+)
 from worker.keys import Keys
 from worker.queueing import make_queue
 from worker.settings import Settings, SettingsError
 from worker.store import Store
 
-WEBHOOK_TOKEN = "wh-Zm9v=bar/+token"  # '=' '/' '+': must survive Bearer and Basic parsing
-API_TOKEN = "api-c2VjcmV0=token"
 PROJECT = 3
 CONFIG = (
     '<View><Image name="image" value="$image"/>'
@@ -48,19 +57,12 @@ ID2LABEL = {0: "leaf", 1: "stem", 2: "background"}
 
 @pytest.fixture
 def settings(redis_url: str, tmp_path: Path) -> Settings:
-    return Settings(
-        redis_url=redis_url,
-        webhook_token=WEBHOOK_TOKEN,
-        api_token=API_TOKEN,
-        snapshot_dir=tmp_path / "snapshots",
-    )
+    return service_settings(redis_url, tmp_path / "snapshots")
 
 
 @pytest.fixture
 def app(settings: Settings, redis_client: redis.Redis) -> Flask:
-    built = create_app(settings, redis_client)
-    built.testing = True
-    return built
+    return build_app(settings, redis_client, testing=True)  # a handler's exception raises
 
 
 @pytest.fixture
@@ -74,25 +76,6 @@ def store(redis_client: redis.Redis, settings: Settings) -> Store:
 
 
 # -- helpers ----------------------------------------------------------------------------------
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def basic(password: str, user: str = "label-studio") -> dict[str, str]:
-    raw = base64.b64encode(f"{user}:{password}".encode()).decode()
-    return {"Authorization": f"Basic {raw}"}
-
-
-HOOK = bearer(WEBHOOK_TOKEN)
-API = bearer(API_TOKEN)
-
-
-def queued(redis_client: redis.Redis, settings: Settings) -> list[tuple[str, list[Any]]]:
-    """(function, args) of every job waiting in the service's queue, oldest first."""
-    queue = make_queue(redis_client, settings.queue_name)
-    return [(str(job.func_name), list(job.args)) for job in queue.get_jobs()]
 
 
 def event_count(client: FlaskClient, action: str, handled: str) -> float:
@@ -184,7 +167,7 @@ def test_dev_mode_builds_without_tokens_and_lets_requests_in(
     client = create_app(settings, redis_client).test_client()
     answer = client.post("/webhook", json=annotation_event("ANNOTATION_CREATED", 5, 7))
     assert answer.status_code == 202
-    assert queued(redis_client, settings) == [("worker.jobs.sync_task", [PROJECT, 7])]
+    assert enqueued(redis_client, settings) == [("worker.jobs.sync_task", [PROJECT, 7])]
     assert client.post(f"/projects/{PROJECT}/resync").status_code == 202
 
 
@@ -243,7 +226,7 @@ def test_guarded_routes_refuse_bad_credentials(
     assert "WWW-Authenticate" in answer.headers
     assert WEBHOOK_TOKEN not in answer.get_data(as_text=True)
     assert API_TOKEN not in answer.get_data(as_text=True)
-    assert queued(redis_client, settings) == []
+    assert enqueued(redis_client, settings) == []
     assert redis_client.hlen(Keys(settings.key_prefix).events()) == 0
 
 
@@ -261,7 +244,7 @@ def test_webhook_accepts_basic_with_the_token_as_password(
         body = annotation_event("ANNOTATION_UPDATED", 5, 7)
         assert client.post("/webhook", headers=headers, json=body).status_code == 202
     # coalesced: three events for one task, one pending sync job
-    assert queued(redis_client, settings) == [("worker.jobs.sync_task", [PROJECT, 7])]
+    assert enqueued(redis_client, settings) == [("worker.jobs.sync_task", [PROJECT, 7])]
 
 
 def test_api_takes_bearer_only(client: FlaskClient) -> None:
@@ -284,7 +267,7 @@ def test_annotation_created_syncs_the_task_and_indexes_the_annotation(
         "status": "accepted", "action": "ANNOTATION_CREATED", "project": PROJECT,
         "tasks": [7], "enqueued": 1,
     }  # fmt: skip
-    assert queued(redis_client, settings) == [("worker.jobs.sync_task", [PROJECT, 7])]
+    assert enqueued(redis_client, settings) == [("worker.jobs.sync_task", [PROJECT, 7])]
     assert store.task_for_annotation(5) == (PROJECT, 7)
 
 
@@ -294,7 +277,7 @@ def test_annotation_updated_is_coalesced_per_task(
     for annotation_id, task_id in [(5, 7), (5, 7), (6, 8), (5, 7)]:
         body = annotation_event("ANNOTATION_UPDATED", annotation_id, task_id)
         assert client.post("/webhook", headers=HOOK, json=body).status_code == 202
-    assert queued(redis_client, settings) == [
+    assert enqueued(redis_client, settings) == [
         ("worker.jobs.sync_task", [PROJECT, 7]),
         ("worker.jobs.sync_task", [PROJECT, 8]),
     ]
@@ -306,7 +289,7 @@ def test_annotation_event_falls_back_to_the_annotation_fields(
 ) -> None:
     body = {"action": "ANNOTATION_CREATED", "annotation": ls_annotation(5, 9, project=4)}
     assert client.post("/webhook", headers=HOOK, json=body).status_code == 202
-    assert queued(redis_client, settings) == [("worker.jobs.sync_task", [4, 9])]
+    assert enqueued(redis_client, settings) == [("worker.jobs.sync_task", [4, 9])]
 
 
 def test_annotations_created_takes_a_list(
@@ -321,7 +304,7 @@ def test_annotations_created_takes_a_list(
     answer = client.post("/webhook", headers=HOOK, json=body)
     assert answer.status_code == 202
     assert answer.json is not None and answer.json["tasks"] == [7, 8]
-    assert queued(redis_client, settings) == [
+    assert enqueued(redis_client, settings) == [
         ("worker.jobs.sync_task", [PROJECT, 7]),
         ("worker.jobs.sync_task", [PROJECT, 8]),
     ]
@@ -336,7 +319,7 @@ def test_annotations_deleted_hands_the_ids_to_the_worker(
     body = {"action": "ANNOTATIONS_DELETED", "annotations": [{"id": 5}, {"id": 6}],
             "project": ls_project()}  # fmt: skip
     assert client.post("/webhook", headers=HOOK, json=body).status_code == 202
-    assert queued(redis_client, settings) == [("worker.jobs.drop_annotations", [[5, 6]])]
+    assert enqueued(redis_client, settings) == [("worker.jobs.drop_annotations", [[5, 6]])]
 
 
 def test_tasks_created_syncs_them(
@@ -344,7 +327,7 @@ def test_tasks_created_syncs_them(
 ) -> None:
     body = {"action": "TASKS_CREATED", "tasks": [ls_task(7), ls_task(8)], "project": ls_project()}
     assert client.post("/webhook", headers=HOOK, json=body).status_code == 202
-    assert queued(redis_client, settings) == [
+    assert enqueued(redis_client, settings) == [
         ("worker.jobs.sync_task", [PROJECT, 7]),
         ("worker.jobs.sync_task", [PROJECT, 8]),
     ]
@@ -355,7 +338,7 @@ def test_tasks_deleted_drops_them(
 ) -> None:
     body = {"action": "TASKS_DELETED", "tasks": [{"id": 7}, {"id": 8}], "project": ls_project()}
     assert client.post("/webhook", headers=HOOK, json=body).status_code == 202
-    assert queued(redis_client, settings) == [("worker.jobs.drop_tasks", [PROJECT, [7, 8]])]
+    assert enqueued(redis_client, settings) == [("worker.jobs.drop_tasks", [PROJECT, [7, 8]])]
 
 
 def test_project_updated_rebuilds_only_when_the_label_config_changed(
@@ -368,12 +351,12 @@ def test_project_updated_rebuilds_only_when_the_label_config_changed(
     same = client.post("/webhook", headers=HOOK, json=event)
     assert same.status_code == 200
     assert same.json is not None and same.json["reason"] == "label config unchanged"
-    assert queued(redis_client, settings) == []
+    assert enqueued(redis_client, settings) == []
 
     renamed = {"action": "PROJECT_UPDATED", "project": ls_project(label_config=CONFIG + " ")}
     changed = client.post("/webhook", headers=HOOK, json=renamed)
     assert changed.status_code == 202
-    assert queued(redis_client, settings) == [("worker.jobs.rebuild_project", [PROJECT])]
+    assert enqueued(redis_client, settings) == [("worker.jobs.rebuild_project", [PROJECT])]
     job_id = changed.json["job_id"]  # type: ignore[index]
     assert make_queue(redis_client, settings.queue_name).get_job_ids() == [job_id]
 
@@ -383,7 +366,7 @@ def test_start_training_rebuilds(
 ) -> None:
     body = {"action": "START_TRAINING", "project": ls_project()}
     assert client.post("/webhook", headers=basic(WEBHOOK_TOKEN), json=body).status_code == 202
-    assert queued(redis_client, settings) == [("worker.jobs.rebuild_project", [PROJECT])]
+    assert enqueued(redis_client, settings) == [("worker.jobs.rebuild_project", [PROJECT])]
 
 
 @pytest.mark.parametrize("action", ["LABEL_LINK_CREATED", "PROJECT_CREATED", "REVIEW_CREATED"])
@@ -394,7 +377,7 @@ def test_other_actions_are_ignored_and_counted(
         answer = client.post("/webhook", headers=HOOK, json={"action": action, "project": {}})
         assert answer.status_code == 200
         assert answer.json is not None and answer.json["status"] == "ignored"
-    assert queued(redis_client, settings) == []
+    assert enqueued(redis_client, settings) == []
     assert event_count(client, action, "false") == 2
 
 
@@ -471,7 +454,7 @@ def test_malformed_bodies_are_400_naming_the_problem(
     assert answer.json["error"] == "bad_request"
     assert problem in answer.json["message"]
     assert "Traceback" not in answer.get_data(as_text=True)
-    assert queued(redis_client, settings) == []
+    assert enqueued(redis_client, settings) == []
     assert redis_client.hlen(Keys(settings.key_prefix).events()) == 0
 
 
@@ -570,7 +553,7 @@ def test_predict_returns_no_predictions_and_enqueues_nothing(
     answer = client.post("/predict", headers=basic(WEBHOOK_TOKEN), json=payload)
     assert answer.status_code == 200
     assert answer.json is not None and answer.json["results"] == []
-    assert queued(redis_client, settings) == []
+    assert enqueued(redis_client, settings) == []
 
 
 # -- snapshot and entries API -----------------------------------------------------------------
@@ -636,7 +619,7 @@ def test_resync_returns_the_job_id(
     answer = client.post(f"/projects/{PROJECT}/resync", headers=API)
     assert answer.status_code == 202
     assert answer.json is not None
-    assert queued(redis_client, settings) == [("worker.jobs.resync_project", [PROJECT])]
+    assert enqueued(redis_client, settings) == [("worker.jobs.resync_project", [PROJECT])]
     assert make_queue(redis_client, settings.queue_name).get_job_ids() == [answer.json["job_id"]]
 
 
@@ -647,7 +630,7 @@ def test_resync_with_rebuild_enqueues_a_rebuild(
     answer = client.post(f"/projects/{PROJECT}/resync?rebuild={value}", headers=API)
     assert answer.status_code == 202
     assert answer.json is not None and answer.json["rebuild"] is True
-    assert queued(redis_client, settings) == [("worker.jobs.rebuild_project", [PROJECT])]
+    assert enqueued(redis_client, settings) == [("worker.jobs.rebuild_project", [PROJECT])]
 
 
 def test_resync_with_rebuild_false_is_a_plain_resync(
@@ -656,7 +639,7 @@ def test_resync_with_rebuild_false_is_a_plain_resync(
     answer = client.post(f"/projects/{PROJECT}/resync?rebuild=false", headers=API)
     assert answer.status_code == 202 and answer.json is not None
     assert answer.json["rebuild"] is False
-    assert queued(redis_client, settings) == [("worker.jobs.resync_project", [PROJECT])]
+    assert enqueued(redis_client, settings) == [("worker.jobs.resync_project", [PROJECT])]
 
 
 def test_resync_with_an_unreadable_rebuild_flag_is_400_and_enqueues_nothing(
@@ -666,7 +649,7 @@ def test_resync_with_an_unreadable_rebuild_flag_is_400_and_enqueues_nothing(
     assert answer.status_code == 400
     assert answer.json is not None and "'rebuild'" in answer.json["message"]
     assert "maybe" in answer.json["message"]
-    assert queued(redis_client, settings) == []
+    assert enqueued(redis_client, settings) == []
 
 
 # -- ops: dashboard and metrics ---------------------------------------------------------------
@@ -694,10 +677,10 @@ def test_dashboard_refuses_cross_site_writes(
     path = f"/rq/queue/{settings.queue_name}/queued/empty"
     cross = {**basic(API_TOKEN), "Sec-Fetch-Site": "cross-site", "Origin": "http://evil.test"}
     assert client.post(path, headers=cross).status_code == 403
-    assert len(queued(redis_client, settings)) == 1
+    assert len(enqueued(redis_client, settings)) == 1
     same = {**basic(API_TOKEN), "Sec-Fetch-Site": "same-origin", "Origin": "http://localhost"}
     assert client.post(path, headers=same).status_code == 200
-    assert queued(redis_client, settings) == []
+    assert enqueued(redis_client, settings) == []
 
 
 def test_metrics_report_queue_events_and_entries(client: FlaskClient, store: Store) -> None:

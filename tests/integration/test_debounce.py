@@ -45,11 +45,6 @@ Build = Callable[..., runtime.Runtime]
 
 
 @pytest.fixture
-def stub() -> StubLabelStudio:
-    return StubLabelStudio()
-
-
-@pytest.fixture
 def make_rt(redis_client: redis.Redis, stub: StubLabelStudio, tmp_path: Path) -> Iterator[Build]:
     """``make_rt(**settings)``: a runtime with those settings, active until the test ends."""
     stack: list[Any] = []

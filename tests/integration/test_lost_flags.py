@@ -3,17 +3,11 @@ the next event takes it over once it is ``LOST_FLAG_GRACE`` seconds old (real Re
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-import redis
 from rq import SimpleWorker
 from rq.job import Job
 
 from worker import runtime
 from worker.queueing import DEFAULT_PENDING_TTL, LOST_FLAG_GRACE, SERIALIZER
-from worker.settings import Settings
 
 from .stub_labelstudio import P, StubLabelStudio
 
@@ -26,21 +20,6 @@ ANNOTATION = {
                 "original_width": 40, "original_height": 30,
                 "value": {"points": [[10, 10], [60, 15], [40, 70]], "polygonlabels": ["leaf"]}}],
 }  # fmt: skip
-
-
-@pytest.fixture
-def stub() -> StubLabelStudio:
-    return StubLabelStudio()
-
-
-@pytest.fixture
-def rt(
-    redis_client: redis.Redis, stub: StubLabelStudio, tmp_path: Path
-) -> Iterator[runtime.Runtime]:
-    settings = Settings(queue_name="lsp-test-flags", key_prefix="lsptest-flags")
-    built = runtime.build(settings, connection=redis_client, labelstudio=stub, scratch_dir=tmp_path)
-    with runtime.activate(built):
-        yield built
 
 
 def flag(rt: runtime.Runtime, task_id: int, job_id: str, age: int) -> str:

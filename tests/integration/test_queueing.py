@@ -9,12 +9,10 @@ import json
 import pickle
 import zlib
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from rq import Queue, SimpleWorker
 from rq.job import Job, JobStatus
 
@@ -22,7 +20,6 @@ from ls_panoptic.errors import ImageError
 from worker import jobs, reconcile, runtime
 from worker.labelstudio import LabelStudioError
 from worker.queueing import DEFAULT_RETRY_INTERVALS, SERIALIZER
-from worker.settings import Settings
 
 from .stub_labelstudio import CONFIG, P, StubLabelStudio
 
@@ -45,23 +42,14 @@ def now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat()
 
 
-@pytest.fixture
-def stub() -> StubLabelStudio:
-    return StubLabelStudio()
-
-
-@pytest.fixture
-def rt(
-    redis_client: redis.Redis, stub: StubLabelStudio, tmp_path: Path
-) -> Iterator[runtime.Runtime]:
-    settings = Settings(queue_name="lsp-test", key_prefix="lsptest")
-    built = runtime.build(settings, connection=redis_client, labelstudio=stub, scratch_dir=tmp_path)
-    with runtime.activate(built):
-        yield built
-
-
 def run_burst(rt: runtime.Runtime) -> None:
     SimpleWorker([rt.dispatcher.queue], connection=rt.redis, serializer=SERIALIZER).work(burst=True)
+
+
+def sync_and_run(rt: runtime.Runtime, task_ids: list[int]) -> None:
+    """Enqueue the sync of ``task_ids`` (as a webhook does), then run the jobs."""
+    rt.dispatcher.sync_tasks(P, task_ids)
+    run_burst(rt)
 
 
 def job_data(rt: runtime.Runtime, job_id: str) -> Any:
@@ -160,11 +148,9 @@ def test_image_errors_are_recorded_and_the_last_good_entry_kept(
 ) -> None:
     stub.add(1, annotation(11, "leaf"))
     stub.add(2, annotation(21, "stem"))
-    rt.dispatcher.sync_tasks(P, [1, 2])
-    run_burst(rt)
+    sync_and_run(rt, [1, 2])
     stub.tasks[1]["annotations"] = [annotation(12, "weed", now())]
-    rt.dispatcher.sync_tasks(P, [1])
-    run_burst(rt)
+    sync_and_run(rt, [1])
     states = {s.task_id: s for s in rt.store.states(P)}
     assert states[1].status == "error" and states[2].status == "ok"
     assert "'weed'" in str(states[1].error) and "region r1" in str(states[1].error)
@@ -174,11 +160,9 @@ def test_image_errors_are_recorded_and_the_last_good_entry_kept(
 
 def test_a_deleted_task_is_dropped(rt: runtime.Runtime, stub: StubLabelStudio) -> None:
     stub.add(1, annotation(11, "leaf"))
-    rt.dispatcher.sync_tasks(P, [1])
-    run_burst(rt)
+    sync_and_run(rt, [1])
     del stub.tasks[1]
-    rt.dispatcher.sync_tasks(P, [1])  # e.g. a late ANNOTATION_UPDATED
-    run_burst(rt)
+    sync_and_run(rt, [1])  # e.g. a late ANNOTATION_UPDATED
     assert rt.store.states(P) == [] and rt.store.get_entry(P, 1) is None
 
 
@@ -187,8 +171,7 @@ def test_a_sync_that_pulled_before_the_task_was_deleted_does_not_bring_it_back(
 ) -> None:
     """The sync has the task in hand when TASKS_DELETED is handled; it stores afterwards."""
     stub.add(1, annotation(11, "leaf"))
-    rt.dispatcher.sync_tasks(P, [1])
-    run_burst(rt)
+    sync_and_run(rt, [1])
     assert rt.store.get_entry(P, 1) is not None
 
     def deleted_during_the_pull(task_id: int) -> None:
@@ -208,8 +191,7 @@ def test_a_deleted_annotation_falls_back_to_the_older_one(
 ) -> None:
     older, newer = annotation(11, "leaf"), annotation(12, "stem", "2024-06-01T00:00:00Z")
     stub.add(1, older, newer)
-    rt.dispatcher.sync_tasks(P, [1])
-    run_burst(rt)
+    sync_and_run(rt, [1])
     assert rt.store.task_for_annotation(12) == (P, 1)
     stub.tasks[1]["annotations"] = [older]
     rt.dispatcher.drop_annotations([12])
@@ -224,8 +206,7 @@ def test_resync_repairs_lost_webhooks_and_leaves_the_rest(
 ) -> None:
     for task_id in (1, 2, 3):
         stub.add(task_id, annotation(10 * task_id, "leaf"))
-    rt.dispatcher.sync_tasks(P, [1, 2, 3])
-    run_burst(rt)
+    sync_and_run(rt, [1, 2, 3])
     stub.tasks[1]["annotations"][0] = annotation(10, "stem", now())  # edited, no event
     del stub.tasks[2]  # deleted, no event
     stub.add(4, annotation(40, "stem"))  # imported with an annotation, no event
@@ -245,13 +226,11 @@ def test_a_label_config_change_rebuilds_the_project(
 ) -> None:
     stub.add(1, annotation(11, "leaf"))
     stub.add(2, annotation(21, "leaf"))
-    rt.dispatcher.sync_tasks(P, [1, 2])
-    run_burst(rt)
+    sync_and_run(rt, [1, 2])
     stub.config = CONFIG.replace('<Label value="leaf"/><Label value="stem"/>',
                                  '<Label value="stem"/><Label value="leaf"/>')  # fmt: skip
     rt.redis.delete(rt.dispatcher.keys.config_checked(P))  # cached config expired (TTL)
-    rt.dispatcher.sync_tasks(P, [1])  # any event: the sync notices the new config
-    run_burst(rt)
+    sync_and_run(rt, [1])  # any event: the sync notices the new config
     for task_id in (1, 2):
         entry = rt.store.get_entry(P, task_id)
         assert entry is not None and set(entry.inst2class.values()) == {1, 2}  # leaf is 1 now

@@ -18,7 +18,7 @@ from redis.client import Pipeline
 
 from ls_panoptic.model import Entry
 from worker.keys import Keys
-from worker.store import Store, StoreError
+from worker.store import Store, StoredEntry, StoreError
 
 P = 3  # project id used throughout
 T0, T1, T2 = "2024-05-01T10:00:00Z", "2024-05-01T10:00:01.5Z", "2024-05-01T10:05:00Z"
@@ -74,6 +74,14 @@ def assert_same_entry(got: Any, want: Entry) -> None:
     assert got.meta == want.meta
 
 
+def assert_stored(store: Store, task_id: int, want: Entry) -> StoredEntry:
+    """The store holds ``want`` for ``task_id`` (see ``assert_same_entry``); returns it."""
+    got = store.get_entry(P, task_id)
+    assert got is not None
+    assert_same_entry(got, want)
+    return got
+
+
 # -- entries ---------------------------------------------------------------------------------
 
 
@@ -82,9 +90,7 @@ def test_put_and_get_round_trip_narrowed_to_uint16(
 ) -> None:
     entry = make_entry("a.jpg", seed=1)
     assert store.put_entry(P, 10, entry, T0)
-    got = store.get_entry(P, 10)
-    assert got is not None
-    assert_same_entry(got, entry)
+    got = assert_stored(store, 10, entry)
     assert got.source_updated_at == T0
     (version,) = blob_versions(redis_client, keys, 10)
     fields = redis_client.hgetall(keys.blob(P, 10, version))
@@ -102,9 +108,7 @@ def test_ids_above_uint16_are_stored_as_uint32(
     store.put_entry(P, 10, entry, T0)
     (version,) = blob_versions(redis_client, keys, 10)
     assert redis_client.hget(keys.blob(P, 10, version), "dtype") == b"uint32"
-    got = store.get_entry(P, 10)
-    assert got is not None
-    assert_same_entry(got, entry)
+    assert_stored(store, 10, entry)
 
 
 def test_other_integer_mask_dtypes_come_back_as_uint32(store: Store) -> None:
@@ -146,13 +150,9 @@ def test_older_state_never_replaces_newer_comparing_instants_not_strings(store: 
     assert store.put_entry(P, 10, newer, "2024-05-01T09:00:00Z")
     # As a string "10:00+02:00" sorts after "09:00Z"; as an instant it is 08:00Z: older.
     assert not store.put_entry(P, 10, older, "2024-05-01T10:00:00+02:00")
-    got = store.get_entry(P, 10)
-    assert got is not None
-    assert_same_entry(got, newer)
+    assert_stored(store, 10, newer)
     assert store.put_entry(P, 10, older, "2024-05-01T09:00:00.000001Z")
-    got = store.get_entry(P, 10)
-    assert got is not None
-    assert_same_entry(got, older)
+    assert_stored(store, 10, older)
 
 
 def test_an_equal_timestamp_replaces_the_entry(store: Store) -> None:
@@ -160,9 +160,7 @@ def test_an_equal_timestamp_replaces_the_entry(store: Store) -> None:
     store.put_entry(P, 10, make_entry("a.jpg", seed=1), T0)
     rebuilt = make_entry("a.jpg", seed=9)
     assert store.put_entry(P, 10, rebuilt, T0)
-    got = store.get_entry(P, 10)
-    assert got is not None
-    assert_same_entry(got, rebuilt)
+    assert_stored(store, 10, rebuilt)
 
 
 def test_superseded_blobs_expire_after_the_grace_period(
@@ -195,9 +193,7 @@ def test_a_superseded_blob_that_becomes_current_again_stops_expiring(
     ttls = blob_versions(redis_client, keys, 10)
     (v2,) = set(ttls) - {v1}
     assert ttls[v1] == -1 and ttls[v2] > 0
-    got = store.get_entry(P, 10)
-    assert got is not None
-    assert_same_entry(got, first)
+    assert_stored(store, 10, first)
 
 
 def test_mark_empty_drops_the_entry_and_blocks_older_states(
@@ -218,9 +214,7 @@ def test_record_error_keeps_the_last_good_entry(store: Store) -> None:
     good = make_entry("a.jpg", seed=1)
     store.put_entry(P, 10, good, T0)
     store.record_error(P, 10, "task 10: region r1: polygon: fewer than 3 points", T1)
-    got = store.get_entry(P, 10)
-    assert got is not None
-    assert_same_entry(got, good)
+    assert_stored(store, 10, good)
     (state,) = store.states(P)
     assert (state.status, state.key, state.annotation_id, state.updated_at) == (
         "error",
@@ -472,9 +466,7 @@ def test_a_racing_newer_write_wins_over_the_transaction_it_interrupts(
     # fail, the retry must see T1 and give up, leaving the newer entry in place.
     assert not slow.put_entry(P, 10, make_entry("a.jpg", seed=1), T0)
     assert slow_client.hook is None
-    got = slow.get_entry(P, 10)
-    assert got is not None
-    assert_same_entry(got, newer)
+    assert_stored(slow, 10, newer)
     assert list(blob_versions(redis_client, keys, 10).values()) == [-1]
 
 
@@ -501,10 +493,8 @@ def test_concurrent_writers_leave_the_newest_state_and_one_live_blob(
     for thread in threads:
         thread.join()
     assert not errors
-    got = Store(redis_client, keys).get_entry(P, 10)
-    assert got is not None
+    got = assert_stored(Store(redis_client, keys), 10, entries[max(stamps)])
     assert got.source_updated_at == max(stamps)
-    assert_same_entry(got, entries[max(stamps)])
     assert list(blob_versions(redis_client, keys, 10).values()).count(-1) == 1
 
 

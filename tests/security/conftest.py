@@ -1,9 +1,8 @@
 """Fixtures of the security and robustness tests: a real Redis, and the fuzzing budget.
 
-Redis: the same rules as ``tests/integration/conftest.py`` (whose fixtures pytest does not share
-across folders): database ``redis://127.0.0.1:6379/15`` unless ``LSP_TEST_REDIS_URL`` says
-otherwise, never database 0, flushed around each test; unreachable -> skip, or fail under
-``LSP_REDIS_REQUIRED=1``.
+Redis: the ``redis_url`` / ``redis_client`` fixtures of ``tests/conftest.py``: database
+``redis://127.0.0.1:6379/15`` unless ``LSP_TEST_REDIS_URL`` says otherwise, never database 0,
+flushed around each test; unreachable -> skip, or fail under ``LSP_REDIS_REQUIRED=1``.
 
 Fuzzing: every property test builds its hypothesis test inside the pytest test (so function-scoped
 fixtures are fine) and decorates it with the ``fuzz`` fixture. By default that is a CI-sized,
@@ -29,9 +28,8 @@ from flask.testing import FlaskClient
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 
+from tests.security.service import build_app, service_settings
 from worker.settings import Settings
-
-from .service import build_app, service_settings
 
 DEFAULT_EXAMPLES = 200
 

@@ -1,6 +1,7 @@
 """The service under test: its tokens, how to build it, and what it left in Redis.
 
-Shared by the fuzz and security tests of this folder (fixtures live in ``conftest.py``).
+Shared by the fuzz and security tests of this folder (fixtures live in ``conftest.py``) and by
+``tests/integration/test_backend.py``.
 """
 
 from __future__ import annotations
@@ -63,9 +64,11 @@ def service_settings(redis_url: str, snapshot_dir: Path, **overrides: Any) -> Se
     return Settings(**(values | overrides))
 
 
-def build_app(settings: Settings, client: redis.Redis) -> Flask:
+def build_app(settings: Settings, client: redis.Redis, testing: bool = False) -> Flask:
+    """The service's app. By default errors go through the JSON handlers, as in production;
+    ``testing=True``: an exception in a handler propagates to the test instead."""
     app = create_app(settings, client)
-    app.testing = False  # errors go through the JSON handlers, as in production
+    app.testing = testing
     return app
 
 

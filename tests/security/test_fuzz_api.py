@@ -28,12 +28,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from ls_panoptic.model import Entry
-from worker.keys import Keys
-from worker.queueing import Dispatcher
-from worker.settings import Settings
-from worker.store import Store
-
-from .service import (
+from tests.security.service import (
     API,
     API_TOKEN,
     MAX_ID,
@@ -44,6 +39,10 @@ from .service import (
     bearer,
     enqueued,
 )
+from worker.keys import Keys
+from worker.queueing import Dispatcher
+from worker.settings import Settings
+from worker.store import Store
 
 PROJECT = 3
 CONFIG = '<View><Image name="image" value="$image"/><BrushLabels name="t" toName="image">' \

@@ -44,6 +44,8 @@ from ls_panoptic.model import ConvertOptions, Entry
 from ls_panoptic.rle import decode_runs
 from ls_panoptic.selection import task_from_dict
 
+from . import strategies
+
 LABELS = labelset_from_labels({"leaf", "stem"})
 SMALL = ConvertOptions(max_pixels=48 * 48, max_regions=12)  # fuzzed sizes straddle these
 PEAK_BYTES = 32 * 2**20
@@ -53,14 +55,7 @@ TYPES = ("brushlabels", "bitmasklabels", "polygonlabels", "rectanglelabels", "el
 
 # -- strategies -------------------------------------------------------------------------------
 
-_scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
-json_values = st.recursive(
-    _scalars,
-    lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
-    ),
-    max_leaves=8,
-)
+json_values = strategies.json_values(max_text=8, max_items=3, max_key=6, max_leaves=8)
 absurd_sizes = st.sampled_from([0, -1, 10**6, 2**31, 2**32 + 1, 10**400, 12.5, math.nan, math.inf])
 extreme_percents = st.sampled_from(
     [1e6, 1e6 + 1, -1e7, 1e300, 10**400, math.nan, math.inf, -math.inf, True, "50", None]

@@ -25,10 +25,7 @@ from hypothesis import strategies as st
 
 from backend.app import DEFAULT_MAX_CONTENT_LENGTH
 from backend.events import HANDLED_ACTIONS, PayloadError, parse_event
-from worker.keys import Keys
-from worker.settings import Settings
-
-from .service import (
+from tests.security.service import (
     HOOK,
     MAX_ID,
     WEBHOOK_TOKEN,
@@ -37,20 +34,17 @@ from .service import (
     basic,
     enqueued,
 )
+from worker.keys import Keys
+from worker.settings import Settings
+
+from . import strategies
 
 JOBS = {f"worker.jobs.{name}" for name in ("sync_task", "drop_tasks", "drop_annotations")}
 JOBS.add("worker.jobs.rebuild_project")
 
 # -- strategies -------------------------------------------------------------------------------
 
-_scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
-json_values = st.recursive(
-    _scalars,
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
-    ),
-    max_leaves=12,
-)
+json_values = strategies.json_values(max_text=20, max_items=4, max_key=8, max_leaves=12)
 ids = st.one_of(
     st.integers(min_value=1, max_value=50),  # valid
     st.sampled_from([0, -1, -(2**63), MAX_ID, MAX_ID + 1, 2**64, 10**40, 10**300]),

@@ -47,14 +47,21 @@ from cli import worker_cmd
 from ls_panoptic.images import ImageInfo
 from ls_panoptic.model import Entry, Task
 from ls_panoptic.selection import task_from_dict
+from tests.security.service import (
+    API,
+    API_TOKEN,
+    HOOK,
+    WEBHOOK_TOKEN,
+    assert_json_error,
+    basic,
+    bearer,
+)
 from worker import runtime
 from worker.keys import Keys
 from worker.labelstudio import LabelStudioNotFound, ProjectInfo
 from worker.queueing import SERIALIZER, Dispatcher
 from worker.settings import Settings, SettingsError
 from worker.store import Store
-
-from .service import API, API_TOKEN, HOOK, WEBHOOK_TOKEN, assert_json_error, basic, bearer
 
 LS_CLI = Path(sys.executable).with_name("ls-panoptic")
 PROJECT = 3
