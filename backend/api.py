@@ -161,9 +161,12 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
     raw = request.args.get(name)
     if raw is None:
         return default
-    if not raw.strip().isdigit() or not low <= int(raw) <= high:
+    digits = raw.strip()
+    if not (digits.isascii() and digits.isdigit() and len(digits) <= len(str(high))):
+        digits = ""  # not a plain decimal number of at most high's digits
+    if not digits or not low <= int(digits) <= high:
         raise ApiError(400, f"query parameter {name!r} must be an integer from {low} to {high}")
-    return int(raw)
+    return int(digits)
 
 
 @blueprint.post(_PROJECT + "/resync")

@@ -90,7 +90,9 @@ def test_size_samples_the_mask_down_to_the_longest_side(client: FlaskClient, sto
     assert big.shape[1] == 2000  # never sampled up
 
 
-@pytest.mark.parametrize("size", ["0", "15", "16385", "big", "-5", "1e3"])
+@pytest.mark.parametrize(
+    "size", ["0", "15", "16385", "big", "-5", "1e3", "9" * 5000, "\u00b2", "\u0661\u0660\u0660"]
+)
 def test_an_unusable_size_is_400_naming_it(client: FlaskClient, store: Store, size: str) -> None:
     stored_entry(store)
     answer = client.get(f"/projects/{P}/entries/{TASK}/preview.png?size={size}", headers=API)

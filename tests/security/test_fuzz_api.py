@@ -220,3 +220,38 @@ def test_project_ids_in_paths(
         answer.close()
 
     check()
+
+
+def test_preview_task_ids_and_sizes(
+    client: FlaskClient, redis_client: redis.Redis, settings: Settings, fuzz: hypothesis_settings
+) -> None:
+    """``/entries/<task>/preview.png``: a PNG for a task with an entry and a size in range, 404
+    for any other task id, 400 naming ``size`` for any other size; never a 5xx."""
+    seed_store(redis_client, settings)
+
+    @fuzz
+    @given(
+        task=st.sampled_from(["11", "12", "13", "0", str(MAX_ID), str(MAX_ID + 1), "-1"])
+        | st.integers(min_value=0, max_value=2**70).map(str)
+        | segments,
+        size=st.none() | st.integers(min_value=-5, max_value=20_000).map(str) | segments,
+    )
+    def check(task: str, size: str | None) -> None:
+        query = {} if size is None else {"size": size}
+        answer = client.get(
+            f"/projects/{PROJECT}/entries/{task}/preview.png", query_string=query, headers=API
+        )
+        has_entry = task in ("11", "12")
+        digits = (size or "").strip()
+        plain = digits.isascii() and digits.isdigit() and len(digits) < 30
+        size_ok = size is None or (plain and 16 <= int(digits) <= 16384)
+        if has_entry and size_ok:
+            assert answer.status_code == 200 and answer.data.startswith(b"\x89PNG\r\n\x1a\n")
+        elif has_entry:
+            assert answer.status_code == 400 and "'size'" in answer.json["message"]
+        else:
+            assert answer.status_code == 404
+            assert_json_error(answer, "GET")
+        answer.close()
+
+    check()
