@@ -327,18 +327,17 @@ class RawClient:
     microseconds per request, where httpx costs about a millisecond with a 270 KB body: on a
     2-core machine the load generator would otherwise measure itself. Keep-alive, or, with
     ``fresh``, a new connection per request, closed as soon as the answer is read, as Label
-    Studio posts its webhooks (``requests.post``: its session closes on return). The kernel then
-    spreads them over the gunicorn workers, where a kept-alive connection stays with the worker
-    that accepted it. Closing only at the next request would hold the worker that answered:
-    gunicorn lingers on a closed connection until the client closes its side."""
+    Studio posts its webhooks (``requests.post``: HTTP/1.1 keep-alive, and its session closes
+    on return). The kernel then spreads them over the gunicorn workers, where a kept-alive
+    connection stays with the worker that accepted it. Sending ``Connection: close`` instead, or
+    closing only at the next request, would hold the worker that answered: gunicorn lingers on
+    a connection it closes until the client closes its side (up to 2 s, in its event loop)."""
 
     def __init__(self, url: str, headers: dict[str, str], *, fresh: bool = False) -> None:
         host, _, port = url.removeprefix("http://").partition(":")
         self._address, self._fresh = (host, int(port)), fresh
         self._sock: socket.socket | None = None if fresh else self._connect()
         lines = [f"Host: {host}:{port}", *(f"{k}: {v}" for k, v in headers.items())]
-        if fresh:
-            lines.append("Connection: close")
         self._headers = ("\r\n".join(lines) + "\r\n").encode()
         self._buffer = b""
 

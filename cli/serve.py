@@ -99,7 +99,7 @@ def build_app() -> Flask:
     type=click.IntRange(1),
     help="Threads per process. More threads share one interpreter lock: on 2 CPUs, 2 workers x "
     "4 threads answered 268 KB webhooks at 500/s with p99 2.2-24.7 ms in five runs, the "
-    "defaults 3.1-7.1 ms in nine (bench/service_bench.py --only ack).",
+    "defaults 3.1-8.5 ms in 20 runs of 21 (bench/service_bench.py --only ack).",
 )
 @click.option(
     "--dev",
