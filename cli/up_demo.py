@@ -121,7 +121,7 @@ def _connect(run: Run, access: LabelStudioAccess, project_id: int) -> None:
     if code != 0:
         raise StepFailed(f"ls-panoptic connect exited with code {code}", log)
     run.note(f"ls-panoptic connect: project {project_id} posts its events to "
-             f"{run.backend_url}/webhook")  # fmt: skip
+             f"{run.backend_url}/webhook (delivery checked with a test event)")  # fmt: skip
 
 
 def _create_project(

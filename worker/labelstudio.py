@@ -288,6 +288,12 @@ class LabelStudio:
                 self._sdk.webhooks.delete(id=extra)
         return hooks[0]
 
+    def touch_project(self, project_id: int) -> None:
+        """An update of the project that changes nothing: Label Studio posts ``PROJECT_UPDATED``
+        to the project's webhooks, inline, before it answers (``connect`` checks delivery so)."""
+        with self._calling(f"updating project {project_id} (no change)"):
+            self._sdk.projects.update(id=project_id)
+
     def _our_webhooks(self, project_id: int, url: str) -> list[int]:
         with self._calling(f"listing webhooks of project {project_id}"):
             hooks = self._sdk.webhooks.list(project=str(project_id))

@@ -18,6 +18,7 @@ from typing import Any
 
 import jwt
 import pytest
+import redis
 from click.testing import CliRunner
 
 from cli.connect import connect
@@ -31,6 +32,8 @@ from worker.labelstudio import (
     LabelStudioUnavailable,
 )
 
+from ._services import backend_process, free_port, service_env
+from ._sync_helpers import served_settings
 from .lsclient import LabelStudioClient
 from .scene import EXIF_JPEG, ResultBuilder, make_images
 
@@ -296,7 +299,44 @@ def test_connect_registers_one_webhook_that_label_studio_calls(
     assert post["body"]["annotation"]["id"] == annotation["id"]
     assert post["body"]["task"]["id"] == task["id"] and post["body"]["project"]["id"] == project_id
 
+    # the recorder is no ls-panoptic backend: delivery is not checked, nothing is updated
+    assert "delivery not checked" in outputs[0].output
+    assert recorder.posts("PROJECT_UPDATED") == []
+
     moved = runner.invoke(connect, [*args[:3], f"{recorder.url}/v2"], env=env)
     assert moved.exit_code == 0 and moved.output.startswith("updated"), moved.output
     (hook,) = ls_client.webhooks(project_id)
     assert hook["url"] == f"{recorder.url}/v2/webhook"
+
+
+@pytest.mark.parametrize("same_token", [True, False])
+def test_connect_checks_that_label_studio_delivers_to_the_backend(
+    label_studio: LabelStudioServer,
+    ls_client: LabelStudioClient,
+    redis_url: str,
+    redis_client: redis.Redis,
+    tmp_path: Path,
+    same_token: bool,
+) -> None:
+    """A real backend: Label Studio's test event is counted, so connect says delivery works;
+    with another WEBHOOK_TOKEN in the backend (its answer 401), connect exits 1 naming causes."""
+    project_id = int(ls_client.create_project("delivery", CONFIG)["id"])
+    settings = served_settings(redis_url, label_studio)
+    backend_token = settings.webhook_token if same_token else "another-token"
+    port = free_port()
+    env = {**service_env(settings), "WEBHOOK_TOKEN": settings.webhook_token}
+    backend_env = {"WEBHOOK_TOKEN": backend_token}
+    with backend_process(settings, port, tmp_path / "backend.log", backend_env):
+        args = ["--project", str(project_id), "--url", f"http://127.0.0.1:{port}"]
+        outcome = CliRunner().invoke(connect, args, env=env)
+    if same_token:
+        assert outcome.exit_code == 0, outcome.output
+        assert "delivery checked" in outcome.output
+    else:
+        assert outcome.exit_code == 1, outcome.output
+        said = " ".join(outcome.output.split())
+        assert "did not deliver its test event" in said and "WEBHOOK_TOKEN" in said
+        assert "127.0.0.1 is a private or loopback address" in said
+        assert "SSRF_PROTECTION_ENABLED=false" in said
+    (hook,) = ls_client.webhooks(project_id)  # registered either way
+    assert hook["url"] == f"http://127.0.0.1:{port}/webhook"
