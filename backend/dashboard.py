@@ -20,7 +20,7 @@ from redis import Redis
 from rq.exceptions import NoSuchJobError
 from rq_dashboard.web import config as dashboard_config
 
-from worker.queueing import SERIALIZER
+from worker.jobqueue import SERIALIZER
 
 from .errors import ApiError, error_response
 from .services import services

@@ -28,7 +28,7 @@ from prometheus_client.registry import Collector
 from rq import Queue
 from rq.job import Job
 
-from worker.queueing import SERIALIZER
+from worker.jobqueue import SERIALIZER
 
 from .events import HANDLED_ACTIONS
 from .services import Services, services

@@ -226,7 +226,7 @@ def run_worker(env: dict[str, str], log_dir: Path, connection: redis.Redis) -> I
     """``ls-panoptic worker --with-scheduler``, once it has registered with rq."""
     from rq import Worker
 
-    from worker.queueing import make_queue
+    from worker.jobqueue import make_queue
 
     proc = Process("worker", [CLI, "worker", "--with-scheduler"], env, log_dir)
     try:
@@ -556,8 +556,8 @@ class _Live:
     def __init__(
         self, client: redis.Redis, project: int, tasks: list[int], worker: Process
     ) -> None:
+        from worker.jobqueue import make_queue
         from worker.keys import Keys
-        from worker.queueing import make_queue
         from worker.store import Store
 
         self.client, self.project, self.tasks, self.worker = client, project, tasks, worker
@@ -616,7 +616,7 @@ class _Live:
         from rq.job import Job
         from rq.registry import FinishedJobRegistry
 
-        from worker.queueing import SERIALIZER
+        from worker.jobqueue import SERIALIZER
 
         ids = [
             j for j in FinishedJobRegistry(queue=self.queue).get_job_ids()

@@ -29,7 +29,7 @@ from rq import Queue
 from ls_panoptic.labels import labelset_from_config
 from ls_panoptic.model import ConvertOptions
 from ls_panoptic.preview import render_preview
-from worker.queueing import SERIALIZER
+from worker.jobqueue import SERIALIZER
 
 from .convert import run_convert
 from .up_stack import StepFailed

@@ -27,8 +27,8 @@ from rq import Worker
 from rq.exceptions import StopRequested
 
 from worker import runtime
+from worker.jobqueue import SERIALIZER
 from worker.labelstudio import LabelStudioError
-from worker.queueing import SERIALIZER
 from worker.settings import Settings, SettingsError
 
 __all__ = ["JOB_MONITORING_INTERVAL", "MAINTENANCE_INTERVAL", "worker"]
@@ -100,7 +100,7 @@ def worker(burst: bool, with_scheduler: bool) -> None:
 def _work(rt: runtime.Runtime, burst: bool, with_scheduler: bool) -> None:
     """rq's work loop; started again when it ends unasked (rq quits when it loses Redis)."""
     while True:
-        # SERIALIZER (worker.queueing.JobSerializer) is also the one rq hands its scheduler and
+        # SERIALIZER (worker.jobqueue.JobSerializer) is also the one rq hands its scheduler and
         # every job it loads: JSON only, and a planted non-JSON ``meta`` cannot stop the loop
         rq_worker = _Worker(
             [rt.dispatcher.queue], connection=rt.redis, serializer=SERIALIZER,

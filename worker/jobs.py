@@ -29,10 +29,10 @@ bytes with or without the image, and a sync costs no image transfer. The EXIF co
 check of the batch CLI (``--images``) is therefore not made live.
 
 Failures: Label Studio unavailable (or refusing the key) and Redis errors propagate, so rq
-retries the job with backoff (``queueing.DEFAULT_RETRY_INTERVALS``) and the dashboard shows it;
+retries the job with backoff (``jobqueue.DEFAULT_RETRY_INTERVALS``) and the dashboard shows it;
 anything wrong with one image is recorded in that task's state and never fails the job, a
 conversion over ``LS_PANOPTIC_TIME_LIMIT`` included (rq's own timeout of a sync job stays well
-above that limit: ``queueing.sync_timeout``).
+above that limit: ``jobqueue.sync_timeout``).
 
 A failure of the conversion of the selected annotation (the core's ``PanopticError``: a broken
 region, a label outside the label set, a size, region-count or time limit exceeded; or task data

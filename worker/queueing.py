@@ -2,11 +2,8 @@
 
 What this module writes to Redis:
 
-- the RQ queue ``settings.queue_name`` and rq's own job hashes and registries. Jobs name their
-  function by dotted path (``worker.jobs.sync_task``) and carry only ints, strings and lists,
-  serialised as JSON (:class:`JobSerializer`, rq's JSON serializer): nothing the service reads
-  back from Redis is ever unpickled. Every queue and worker of the service comes from
-  :func:`make_queue` / :data:`SERIALIZER` so no pickling default can slip in.
+- the RQ queue ``settings.queue_name`` and rq's own job hashes and registries, through
+  :mod:`worker.jobqueue` (JSON only, never pickle; the timeouts and retries of each job).
 - ``keys.pending(project, task)``: STRING, the id of the sync job that will pull that task,
   set with ``SET NX EX DEFAULT_PENDING_TTL``.
 - ``keys.events()``: HASH, event type -> count (``/metrics``).
@@ -38,7 +35,6 @@ ordering argument is unchanged: the pull still follows the clearing of the flag.
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import math
 import re
 import time
@@ -47,68 +43,31 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import redis
-from rq import Queue, Retry
+from rq import Queue
 from rq.exceptions import DuplicateJobError, NoSuchJobError
 from rq.job import Job, JobStatus
-from rq.serializers import JSONSerializer
 
+from .jobqueue import (
+    DEFAULT_PROJECT_TIMEOUT,
+    DEFAULT_RESULT_TTL,
+    DEFAULT_RETRY_INTERVALS,
+    DEFAULT_SYNC_TIMEOUT,
+    SERIALIZER,
+    job_function,
+    make_queue,
+    retry_policy,
+    sync_timeout,
+)
 from .keys import Keys
 from .settings import Settings
 
 __all__ = [
     "DEBOUNCE_KEY_TTL",
     "DEFAULT_PENDING_TTL",
-    "DEFAULT_RETRY_INTERVALS",
-    "DEFAULT_SYNC_TIMEOUT",
-    "JOBS_MODULE",
-    "SERIALIZER",
-    "SYNC_TIMEOUT_MARGIN",
+    "LOST_FLAG_GRACE",
     "Dispatcher",
-    "JobSerializer",
-    "make_queue",
-    "sync_timeout",
 ]
 
-log = logging.getLogger(__name__)
-
-
-class JobSerializer(JSONSerializer):
-    """rq's JSON serializer, able to save a job whose stored ``meta`` was not JSON.
-
-    rq reads a ``meta`` its serializer cannot load as ``{"unserialized": <the raw bytes>}``
-    (``rq.job.Job.restore``) and writes ``meta`` back whenever it saves the whole job: when
-    it retries a failed job, when its scheduler enqueues a due one. JSON cannot hold bytes, so
-    that save raised inside rq's failure handling (or its scheduler) and the worker quit,
-    stranding the queue. Such a meta can only come from a foreign write into the job's hash
-    (the service never sets meta, and no JSON decodes to bytes), so it is written back as
-    ``{}``: the tampered job then fails (or runs) like any other and the worker keeps going.
-    Loading is rq's JSON, unchanged: nothing is ever unpickled.
-    """
-
-    @staticmethod
-    def dumps(*args: Any, **kwargs: Any) -> bytes:
-        if args and _unreadable_meta(args[0]):
-            log.warning("a job's meta in Redis was not JSON (the service never writes one); "
-                        "saving it as {}")  # fmt: skip
-            return b"{}"
-        data: bytes = JSONSerializer.dumps(*args, **kwargs)  # type: ignore[no-untyped-call]
-        return data
-
-
-def _unreadable_meta(value: object) -> bool:
-    """Whether ``value`` is rq's stand-in for a meta it could not load."""
-    return (
-        isinstance(value, dict)
-        and len(value) == 1
-        and isinstance(value.get("unserialized"), (bytes, bytearray))
-    )
-
-
-#: the only serializer the service uses (JSON, never pickle); rq's workers, queues, jobs and
-#: scheduler all take it
-SERIALIZER = JobSerializer
-#: module holding the job functions, referenced by dotted path (the backend never imports it)
-JOBS_MODULE = "worker.jobs"
 #: seconds a pending flag lives: longer than any sane queue backlog; a lost job frees it then
 DEFAULT_PENDING_TTL = 3600
 #: seconds a task's latest-event time lives: longer than any quiet period (settings cap 60 s)
@@ -153,47 +112,7 @@ for _, key in ipairs(KEYS) do
 end
 return now
 """
-#: seconds between attempts of a job that failed (Label Studio unavailable): backoff, ~1 h total;
-#: ``LS_PANOPTIC_RETRY_INTERVALS`` replaces it (stamped into each job when it is enqueued)
-DEFAULT_RETRY_INTERVALS = (10, 30, 120, 600, 1800)
-#: seconds one task may take (download + conversion of a large image), at least; see sync_timeout
-DEFAULT_SYNC_TIMEOUT = 600
-#: seconds a sync job gets besides its debounce wait and the conversion's time limit: the pull
-#: from Label Studio, the image download, the store's writes, and the step of the conversion
-#: under way when its limit passes (the core checks the limit between steps)
-SYNC_TIMEOUT_MARGIN = 300
-#: seconds a resync or rebuild may take (it lists every task of a project)
-DEFAULT_PROJECT_TIMEOUT = 3600
-#: seconds the result of a finished job is kept (dashboard, ``resync --wait``)
-DEFAULT_RESULT_TTL = 3600
 _ALIVE = frozenset({JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.STARTED, JobStatus.DEFERRED})
-
-
-def sync_timeout(settings: Settings) -> int:
-    """rq's timeout of a sync job, in seconds: ``DEFAULT_SYNC_TIMEOUT``, or more when the debounce
-    cap and the per-image time limit (``LS_PANOPTIC_TIME_LIMIT``) need it.
-
-    It must stay well above the time limit: an image over the limit then fails with its own
-    message, recorded in its task's state (a finished job, no retry), while a job rq kills at
-    its timeout would be retried with backoff and fail the same way each time, recording
-    nothing. The timeout is stamped into each job by whoever enqueues it (mostly the backend),
-    so the backend and the worker must agree on ``LS_PANOPTIC_TIME_LIMIT``.
-    """
-    needed = math.ceil(settings.debounce_max_s + settings.time_limit) + SYNC_TIMEOUT_MARGIN
-    return max(DEFAULT_SYNC_TIMEOUT, needed)
-
-
-def make_queue(connection: redis.Redis, name: str) -> Queue:
-    """The service's RQ queue ``name``, JSON-serialised."""
-    return Queue(name, connection=connection, serializer=SERIALIZER)
-
-
-def _retry(intervals: tuple[int, ...]) -> Retry:
-    return Retry(max=len(intervals), interval=list(intervals))
-
-
-def _job(name: str) -> str:
-    return f"{JOBS_MODULE}.{name}"
 
 
 class Dispatcher:
@@ -350,7 +269,7 @@ class Dispatcher:
         now = now or dt.datetime.now(dt.timezone.utc)
         due = (math.floor(now.timestamp() / interval) + 1) * interval
         job = self.queue.create_job(
-            _job("resync_all"),
+            job_function("resync_all"),
             job_id=f"{self._prefix}-resync-all-{int(due)}",
             timeout=DEFAULT_PROJECT_TIMEOUT,
             result_ttl=DEFAULT_RESULT_TTL,
@@ -369,22 +288,22 @@ class Dispatcher:
 
     def _sync_data(self, project: int, task_id: int, job_id: str) -> Any:
         return Queue.prepare_data(
-            _job("sync_task"),
+            job_function("sync_task"),
             args=[project, task_id],
             job_id=job_id,
             timeout=self._sync_timeout,
             result_ttl=DEFAULT_RESULT_TTL,
-            retry=_retry(self._retry_intervals),
+            retry=retry_policy(self._retry_intervals),
             description=f"sync project {project} task {task_id}",
         )
 
     def _enqueue(self, name: str, args: list[Any], timeout: int) -> str:
         job = self.queue.enqueue_call(
-            _job(name),
+            job_function(name),
             args=args,
             timeout=timeout,
             result_ttl=DEFAULT_RESULT_TTL,
-            retry=_retry(self._retry_intervals),
+            retry=retry_policy(self._retry_intervals),
             job_id=self._new_id(name.replace("_", "-")),
         )
         return job.id

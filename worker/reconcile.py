@@ -50,7 +50,7 @@ from .runtime import Runtime
 from .store import EntryState, config_hash
 
 #: seconds a deleted task's tombstone is kept: far longer than any sync job may run
-#: (``queueing.sync_timeout``), the only writer it guards against
+#: (``jobqueue.sync_timeout``), the only writer it guards against
 TOMBSTONE_SECONDS = 24 * 3600
 
 __all__ = [

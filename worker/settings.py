@@ -62,9 +62,9 @@ class Settings:
     snapshot_dir: Path = Path("snapshots")
     max_image_pixels: int = DEFAULT_MAX_PIXELS
     #: seconds one image's conversion may take; a slower one is that task's recorded error.
-    #: rq's timeout of a sync job stays well above it (``queueing.sync_timeout``)
+    #: rq's timeout of a sync job stays well above it (``jobqueue.sync_timeout``)
     time_limit: float = DEFAULT_TIME_LIMIT
-    #: seconds between the attempts of a failed job; ``None``: ``queueing.DEFAULT_RETRY_INTERVALS``
+    #: seconds between the attempts of a failed job; ``None``: ``jobqueue.DEFAULT_RETRY_INTERVALS``
     retry_intervals: tuple[int, ...] | None = None
     #: milliseconds a task must stay free of events before its sync job pulls it (0 = off)
     debounce_ms: int = 50

@@ -42,8 +42,8 @@ from cli.labelstudio_server import LabelStudioServer
 from cli.store_cmds import resync, snapshot
 from worker import runtime
 from worker._store_codec import BLOB_FIELDS, decode_entry, text
+from worker.jobqueue import SERIALIZER
 from worker.keys import Keys
-from worker.queueing import SERIALIZER
 from worker.settings import Settings
 
 from ._services import service_env

@@ -50,7 +50,7 @@ from PIL import Image
 from rq.job import Job, JobStatus
 
 from cli.labelstudio_server import LabelStudioServer
-from worker.queueing import SERIALIZER
+from worker.jobqueue import SERIALIZER
 from worker.settings import Settings
 
 from ._relay import PASS_THROUGH, WebhookRelay

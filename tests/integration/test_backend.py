@@ -38,8 +38,8 @@ from tests.security.service import (
     enqueued,
     service_settings,
 )
+from worker.jobqueue import make_queue
 from worker.keys import Keys
-from worker.queueing import make_queue
 from worker.settings import Settings, SettingsError
 from worker.store import Store
 

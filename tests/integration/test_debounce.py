@@ -21,7 +21,7 @@ import redis
 from rq import SimpleWorker
 
 from worker import reconcile, runtime
-from worker.queueing import SERIALIZER
+from worker.jobqueue import SERIALIZER
 from worker.settings import Settings
 
 from .stub_labelstudio import CONFIG, P, StubLabelStudio

@@ -7,7 +7,8 @@ from rq import SimpleWorker
 from rq.job import Job
 
 from worker import runtime
-from worker.queueing import DEFAULT_PENDING_TTL, LOST_FLAG_GRACE, SERIALIZER
+from worker.jobqueue import SERIALIZER
+from worker.queueing import DEFAULT_PENDING_TTL, LOST_FLAG_GRACE
 
 from .stub_labelstudio import P, StubLabelStudio
 

@@ -18,8 +18,8 @@ from rq.job import Job, JobStatus
 
 from ls_panoptic.errors import ImageError
 from worker import jobs, reconcile, runtime
+from worker.jobqueue import DEFAULT_RETRY_INTERVALS, SERIALIZER
 from worker.labelstudio import LabelStudioError
-from worker.queueing import DEFAULT_RETRY_INTERVALS, SERIALIZER
 
 from .stub_labelstudio import CONFIG, P, StubLabelStudio
 

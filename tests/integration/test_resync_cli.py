@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from rq import Queue
 
 from cli.store_cmds import resync
-from worker.queueing import SERIALIZER
+from worker.jobqueue import SERIALIZER
 
 QUEUE = "lsp-test-resync-cli"
 

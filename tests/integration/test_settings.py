@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ls_panoptic.model import ConvertOptions
-from worker.queueing import DEFAULT_SYNC_TIMEOUT, SYNC_TIMEOUT_MARGIN, sync_timeout
+from worker.jobqueue import DEFAULT_SYNC_TIMEOUT, SYNC_TIMEOUT_MARGIN, sync_timeout
 from worker.settings import Settings, SettingsError
 
 FULL_ENV = {

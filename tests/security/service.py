@@ -16,7 +16,7 @@ from flask import Flask
 from werkzeug.test import TestResponse
 
 from backend.app import create_app
-from worker.queueing import make_queue
+from worker.jobqueue import make_queue
 from worker.settings import Settings
 
 __all__ = [

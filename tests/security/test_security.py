@@ -57,9 +57,10 @@ from tests.security.service import (
     bearer,
 )
 from worker import runtime
+from worker.jobqueue import SERIALIZER
 from worker.keys import Keys
 from worker.labelstudio import LabelStudioNotFound, ProjectInfo
-from worker.queueing import SERIALIZER, Dispatcher
+from worker.queueing import Dispatcher
 from worker.settings import Settings, SettingsError
 from worker.store import Store
 
@@ -351,7 +352,7 @@ def test_a_job_with_pickled_data_and_meta_does_not_stop_the_worker(
 ) -> None:
     """rq reads a meta it cannot load as ``{"unserialized": <bytes>}`` and, retrying the failed
     job, saved that back as JSON: it raised inside rq's failure handling and the worker quit.
-    ``worker.queueing.JobSerializer`` saves it as ``{}``."""
+    ``worker.jobqueue.JobSerializer`` saves it as ``{}``."""
     bomb = pickle.dumps(_Bomb(tmp_path / "unpickled"))
     rt = runtime.build(
         settings, connection=redis_client, labelstudio=_Tasks(), scratch_dir=tmp_path

@@ -29,6 +29,7 @@ from ls_panoptic.images import ImageInfo
 from ls_panoptic.labels import labelset_from_config
 from ls_panoptic.model import Task
 from worker import reconcile, runtime
+from worker.jobqueue import DEFAULT_SYNC_TIMEOUT, SERIALIZER, sync_timeout
 from worker.labelstudio import (
     LabelStudio,
     LabelStudioError,
@@ -39,7 +40,6 @@ from worker.labelstudio import (
     _listed,
     _task,
 )
-from worker.queueing import DEFAULT_SYNC_TIMEOUT, SERIALIZER, sync_timeout
 from worker.settings import Settings
 
 P = 7
