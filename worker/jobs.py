@@ -112,7 +112,7 @@ def sync_task(project: int, task_id: int) -> str:
     ids = [a.id for a in task.annotations if a.id is not None]
     rt.store.index_annotations(project, task_id, ids)
     try:
-        entry = _convert(rt, task, labels, config_hash)
+        entry = _convert(rt, task, labels)
         if entry is None:
             return "empty" if rt.store.mark_empty(project, task_id, observed) else "stale"
         stored = rt.store.put_entry(project, task_id, entry, observed, config_hash)
@@ -121,7 +121,10 @@ def sync_task(project: int, task_id: int) -> str:
         raise
     except _ConversionFailed as failed:  # the same inputs fail the same way: see module doc
         message = _message(task_id, failed.cause)
-        rt.store.record_error(project, task_id, message, observed, failed.fingerprint)
+        fingerprint = reconcile.failure_fingerprint(
+            task, failed.annotation, config_hash, rt.options
+        )
+        rt.store.record_error(project, task_id, message, observed, fingerprint)
         return "error"
     except (PanopticError, LabelStudioError, ValueError) as exc:  # a retry may mend these
         rt.store.record_error(project, task_id, _message(task_id, exc), observed)
@@ -168,13 +171,13 @@ def resync_all() -> dict[str, Any]:
 
 
 class _ConversionFailed(Exception):
-    """The conversion of the selected annotation failed (``cause``); ``fingerprint``: what it
-    failed on (``None`` when that cannot be told: then every resync retries it)."""
+    """The conversion of the selected ``annotation`` failed (``cause``): the same inputs would
+    fail the same way (its fingerprint is taken only then, off the successful path)."""
 
-    def __init__(self, cause: PanopticError | ValueError, fingerprint: str | None) -> None:
+    def __init__(self, cause: PanopticError | ValueError, annotation: Annotation) -> None:
         super().__init__(str(cause))
         self.cause = cause
-        self.fingerprint = fingerprint
+        self.annotation = annotation
 
 
 def _message(task_id: int, exc: Exception) -> str:
@@ -182,7 +185,7 @@ def _message(task_id: int, exc: Exception) -> str:
     return str(exc) if isinstance(exc, ImageError) else f"task {task_id}: {exc}"
 
 
-def _convert(rt: runtime.Runtime, task: Task, labels: LabelSet, config_hash: str) -> Entry | None:
+def _convert(rt: runtime.Runtime, task: Task, labels: LabelSet) -> Entry | None:
     """The task's entry, ``None`` when it has no usable annotation.
 
     Raises:
@@ -195,21 +198,20 @@ def _convert(rt: runtime.Runtime, task: Task, labels: LabelSet, config_hash: str
     annotation = select_annotation(task, options.annotation, options.use_predictions)
     if annotation is None:
         return None
-    fingerprint = reconcile.failure_fingerprint(task, annotation, config_hash, options)
     try:
         url = image_url(task.data, labels.image_value)
         key = image_key(url, options.key, task.id)
         if not _needs_image(annotation, options, task.id):
             return convert_task(task, key, labels, options)
     except (PanopticError, ValueError) as exc:
-        raise _ConversionFailed(exc, fingerprint) from exc
+        raise _ConversionFailed(exc, annotation) from exc
     with tempfile.TemporaryDirectory(dir=rt.scratch_dir) as folder:
         # not fingerprinted: a download may pass later, a file may be replaced (module doc)
         image = rt.labelstudio.image_info(url, Path(folder), task_id=task.id)
         try:
             return convert_task(task, key, labels, options, image)
         except PanopticError as exc:
-            raise _ConversionFailed(exc, fingerprint) from exc
+            raise _ConversionFailed(exc, annotation) from exc
 
 
 def _needs_image(annotation: Annotation, options: ConvertOptions, task_id: int | None) -> bool:

@@ -164,10 +164,7 @@ class Store(ProjectIndex):
                 fingerprint,
             )  # fmt: skip
             pipe.multi()
-            pipe.hset(self._keys.states(project), str(task_id), encode_state(state))
-            self._count(pipe, project, old, state.status)
-            pipe.hdel(self._keys.deleted(project), str(task_id))
-            pipe.sadd(self._keys.projects(), project)
+            self._put_state(pipe, project, state, old)
             return True
 
         self._update_task(project, task_id, update)
@@ -313,20 +310,22 @@ class Store(ProjectIndex):
             pipe.hset(self._keys.manifest(project), field, version)
         if current is not None and current != version:
             pipe.expire(self._keys.blob(project, task_id, current), self.grace_seconds)
+        self._put_state(pipe, project, state, old)
+
+    def _put_state(
+        self, pipe: Pipeline, project: int, state: EntryState, old: EntryState | None
+    ) -> None:
+        """Queue: ``state`` replaces ``old`` (a tombstone is no state, and goes), counted."""
+        field = str(state.task_id)
         pipe.hset(self._keys.states(project), field, encode_state(state))
-        self._count(pipe, project, old, state.status)
         pipe.hdel(self._keys.deleted(project), field)
         pipe.sadd(self._keys.projects(), project)
-
-    def _count(self, pipe: Pipeline, project: int, old: EntryState | None, status: str) -> None:
-        """Queue the status counts' change from ``old`` (a tombstone is no state) to ``status``."""
         before = old.status if old is not None and old.status != "deleted" else None
-        if before == status:
-            return
-        counts = self._keys.status_counts(project)
-        if before is not None:
-            pipe.hincrby(counts, before, -1)
-        pipe.hincrby(counts, status, 1)
+        if before != state.status:
+            counts = self._keys.status_counts(project)
+            if before is not None:
+                pipe.hincrby(counts, before, -1)
+            pipe.hincrby(counts, state.status, 1)
 
 
 def _status(raw: bytes | str) -> str:

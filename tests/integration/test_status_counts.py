@@ -8,7 +8,6 @@ import json
 from collections import Counter
 
 import numpy as np
-import pytest
 import redis
 
 from ls_panoptic.model import Entry
@@ -24,16 +23,6 @@ def entry(task_id: int) -> Entry:
     mask[2:4, 2:5] = 2
     meta = {"task_id": task_id, "annotation_id": 100 + task_id}
     return Entry(f"img{task_id}.png", mask, {1: 3, 2: 0}, meta)
-
-
-@pytest.fixture
-def keys() -> Keys:
-    return Keys("lsptest-counts")
-
-
-@pytest.fixture
-def store(redis_client: redis.Redis, keys: Keys) -> Store:
-    return Store(redis_client, keys, grace_seconds=600)
 
 
 def kept(client: redis.Redis, keys: Keys) -> dict[str, int]:

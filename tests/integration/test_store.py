@@ -42,16 +42,6 @@ def make_entry(
     return Entry(key=key, panoptic_mask=mask, inst2class=inst2class, meta=meta)
 
 
-@pytest.fixture
-def keys() -> Keys:
-    return Keys("lsptest")
-
-
-@pytest.fixture
-def store(redis_client: redis.Redis, keys: Keys) -> Store:
-    return Store(redis_client, keys, grace_seconds=600)
-
-
 def blob_versions(client: redis.Redis, keys: Keys, task_id: int) -> dict[str, int]:
     """version -> TTL of every stored blob of ``task_id`` (-1: persistent)."""
     prefix = keys.blob(P, task_id, "0")[:-1]
