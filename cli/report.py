@@ -69,6 +69,11 @@ def print_report(report: BatchReport, labels: LabelSet) -> None:
             f"(metadata: {report.sidecar.name}); {len(labels.id2label)} classes"
         )
         _out.print(f"  regions: {kinds}; ignored results: {ignored}")
+        if report.prediction_ids:
+            _out.print(
+                f"  predictions listed by id only (as Label Studio's JSON export lists them): "
+                f"{report.prediction_ids}, ignored"
+            )
         _out.print(
             f"  overlap: {report.overlapped_pixels} pixels hidden under other regions, "
             f"{report.dropped_regions} regions left with no visible pixel (dropped)"

@@ -11,7 +11,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -21,7 +21,7 @@ from .images import ImageInfo
 from .labels import LabelSet
 from .model import Annotation, ConvertOptions, Entry, Region, Task
 from .orientation import to_file_frame
-from .parse import parse_result
+from .parse import ParsedResult, list_ids, parse_result
 from .rasterize import shape_for
 from .selection import select_annotation
 
@@ -60,19 +60,18 @@ class _Context:
     options: ConvertOptions
     warnings: list[str]
     deadline: _Deadline
+    skipped_labels: dict[str, list[str]] = field(default_factory=dict)
 
 
 def _image_size(
-    regions: Sequence[Region], image: ImageInfo | None, task_id: int | None
+    parsed: ParsedResult, image: ImageInfo | None, task_id: int | None
 ) -> tuple[int, int]:
-    sizes = {(r.height, r.width) for r in regions}
-    if len(sizes) > 1:
-        shown = ", ".join(f"{w}x{h}" for h, w in sorted(sizes))
-        raise ImageError(task_id, f"regions disagree on the image size (width x height: {shown})")
+    """The mask's ``(height, width)``: the image's as displayed, which must match the size the
+    annotation declares; without the image, the declared size."""
     if image is not None:
         displayed = (image.height, image.width)
-        if sizes and displayed not in sizes:
-            ((h, w),) = sizes
+        if parsed.declared and parsed.size != displayed:
+            h, w = parsed.size or displayed
             raise ImageError(
                 task_id,
                 f"regions are {w}x{h} (width x height) but {image.path.name} is displayed as "
@@ -80,9 +79,13 @@ def _image_size(
                 "is this the image the task was annotated on?",
             )
         return displayed
-    if not sizes:
-        raise ImageError(task_id, "annotation has no regions and no image gives its size")
-    return next(iter(sizes))
+    if parsed.size is None:
+        raise ImageError(
+            task_id,
+            "no region or other result of the annotation gives the image size "
+            "(original_width/original_height); pass --images so the image gives it",
+        )
+    return parsed.size
 
 
 def _check_regions(regions: int, options: ConvertOptions, task_id: int | None) -> None:
@@ -117,9 +120,7 @@ def _class_id(region: Region, ctx: _Context) -> int | None:
     if class_id is not None:
         return class_id
     if ctx.options.unknown_labels == "skip":
-        ctx.warnings.append(
-            f"region {region.id}: label {region.label!r} skipped (not in label set)"
-        )
+        ctx.skipped_labels.setdefault(region.label, []).append(region.id)
         return None
     raise UnknownLabelError(ctx.task.id, region.id, region.label, ctx.labels.labels)
 
@@ -129,14 +130,8 @@ def _layers(regions: Sequence[Region], ctx: _Context) -> list[Layer]:
     for region in regions:
         where = f"at region {region.id}"
         ctx.deadline.check(where)
-        if region.image_rotation != 0:
-            reason = (
-                f"image_rotation={region.image_rotation:g} (rotated in the editor) is not "
-                "supported; reset the rotation in Label Studio and save again"
-                if math.isfinite(region.image_rotation)
-                else "image_rotation is not a number"
-            )
-            raise RegionError(ctx.task.id, region.id, reason)
+        if not math.isfinite(region.image_rotation):
+            raise RegionError(ctx.task.id, region.id, "image_rotation is not a number")
         class_id = _class_id(region, ctx)
         if class_id is None:
             continue
@@ -152,19 +147,42 @@ def _layers(regions: Sequence[Region], ctx: _Context) -> list[Layer]:
     return layers
 
 
+def _note(warnings: list[str], ids: Sequence[str], what: str) -> None:
+    """One short warning: the count first, then a few of the region ids."""
+    if ids:
+        plural = "s" if len(ids) > 1 else ""
+        warnings.append(f"{len(ids)} region{plural} {what}: {list_ids(ids)}")
+
+
+def _region_notes(parsed: ParsedResult, ctx: _Context) -> None:
+    multi = [r.id for r in parsed.regions if r.extra_labels]
+    _note(ctx.warnings, multi, "with several labels (the first is used)")
+    if not parsed.declared and parsed.regions:
+        h, w = parsed.size or (0, 0)
+        ctx.warnings.append(
+            f"no region gives original_width/original_height: drawn at the image's {w}x{h}"
+        )
+
+
 def _meta(
-    ctx: _Context, annotation: Annotation, kinds: Counter[str], ignored: Counter[str]
+    ctx: _Context, annotation: Annotation, regions: Sequence[Region], ignored: Counter[str]
 ) -> dict[str, Any]:
-    return {
+    for label, ids in ctx.skipped_labels.items():
+        _note(ctx.warnings, ids, f"labelled {label!r} (not in the label set) skipped")
+    meta: dict[str, Any] = {
         "task_id": ctx.task.id,
         "annotation_id": annotation.id,
         "is_prediction": annotation.is_prediction,
         "updated_at": annotation.updated_at or annotation.created_at,
         "orientation": ctx.options.orientation,
-        "regions": dict(kinds),
+        "regions": dict(Counter(r.kind for r in regions)),
         "ignored": dict(ignored),
         "warnings": ctx.warnings,
     }
+    rotations = sorted({r.image_rotation for r in regions} - {0.0})
+    if rotations:  # recorded, never applied: coordinates are in the unrotated image
+        meta["image_rotation"] = [int(x) if x.is_integer() else x for x in rotations]
+    return meta
 
 
 def convert_task(
@@ -193,15 +211,18 @@ def convert_task(
             or more than ``options.time_limit`` seconds spent (checked between regions, while
             a long polygon is swept, and before composing).
     """
+    if task.problem is not None:
+        raise ImageError(task.id, task.problem)
     annotation = select_annotation(task, options.annotation, options.use_predictions)
     if annotation is None:
         return None
     ctx = _Context(task, labels, options, [], _Deadline(options.time_limit, task.id))
-    parsed = parse_result(annotation.result, task.id)
-    ctx.warnings.extend(parsed.warnings)
+    image_size = None if image is None else (image.height, image.width)
+    parsed = parse_result(annotation.result, task.id, image_size)
     _check_regions(len(parsed.regions), options, task.id)
-    height, width = _image_size(parsed.regions, image, task.id)
+    height, width = _image_size(parsed, image, task.id)
     _check_pixels(height, width, options, task.id)
+    _region_notes(parsed, ctx)
     layers = _layers(parsed.regions, ctx)
     ctx.deadline.check("before composing the mask")
     stuff = frozenset(c for c in map(labels.class_id, options.stuff) if c is not None)
@@ -214,8 +235,7 @@ def convert_task(
         overlap=options.overlap,
         scratch=scratch,
     )
-    if comp.dropped:
-        ctx.warnings.append(f"regions hidden by others and dropped: {', '.join(comp.dropped)}")
+    _note(ctx.warnings, comp.dropped, "hidden by others and dropped")
     if len(comp.inst2class) > MAX_PIL_SAFE_ID:
         ctx.warnings.append(
             f"{len(comp.inst2class)} instances: ids above {MAX_PIL_SAFE_ID} break "
@@ -224,7 +244,7 @@ def convert_task(
     mask = comp.mask
     if options.orientation == "file" and image is not None:
         mask = to_file_frame(mask, image.orientation)
-    meta = _meta(ctx, annotation, Counter(r.kind for r in parsed.regions), parsed.ignored)
+    meta = _meta(ctx, annotation, parsed.regions, parsed.ignored)
     meta.update(
         height=int(mask.shape[0]),
         width=int(mask.shape[1]),

@@ -92,9 +92,11 @@ class UnknownLabelError(ImageError):
         self.region_id = region_id
         self.label = label
         shown = ", ".join(known[:12]) + (", ..." if len(known) > 12 else "")
+        alike = [k for k in known if k.casefold() == label.casefold()]
+        hint = f" (it has {alike[0]!r}: the letter case differs)" if alike else ""
         super().__init__(
             task_id,
-            f"region {region_id}: label {label!r} is not in the label set ({shown}); "
+            f"region {region_id}: label {label!r} is not in the label set ({shown}){hint}; "
             "add it to the label config / id2label file, or pass --unknown-labels skip",
         )
 

@@ -79,38 +79,62 @@ def parse_export_text(
 
 
 def parse_export(data: Any, source: str = "export") -> tuple[list[Task], ExportFormat]:
-    """Turn decoded export JSON into tasks and tell which format it was."""
+    """Turn decoded export JSON into tasks and tell which format it was.
+
+    Takes a list of tasks (JSON), a list of rows (JSON_MIN), a ``{"tasks": [...]}`` dump, or
+    one task object (as Label Studio imports it). A task that cannot be read does not stop the
+    others: it comes back with its ``problem`` set and fails alone.
+    """
     if isinstance(data, Mapping) and isinstance(data.get("tasks"), list):
         data = data["tasks"]  # a single-project dump wrapped in an object
+    elif isinstance(data, Mapping) and any(k in data for k in ("annotations", "data")):
+        data = [data]  # one task object, as Label Studio's import takes it
     if not isinstance(data, list):
         raise ExportError(f"{source}: expected a list of tasks (a JSON or JSON_MIN export)")
     if not data:
         return [], "JSON"
-    if not all(isinstance(row, Mapping) for row in data):
+    rows = [row for row in data if isinstance(row, Mapping)]
+    if any("annotations" in row or "data" in row for row in rows):
+        return [_task(row, n) for n, row in enumerate(data)], "JSON"
+    if len(rows) != len(data):
         raise ExportError(f"{source}: every element must be an object (a task or a JSON_MIN row)")
-    if any("annotations" in row or "data" in row for row in data):
-        return [_task(row, source, n) for n, row in enumerate(data)], "JSON"
-    return _tasks_from_min(data), "JSON_MIN"
+    if all(_is_prediction(row) for row in rows):
+        raise ExportError(
+            f"{source} holds predictions (model_version, score, result) without their tasks, as "
+            "an ML backend returns them: nothing names their images. Import them into Label "
+            'Studio as predictions of their tasks, or wrap each as {"data": {"image": URL}, '
+            '"predictions": [...]} and convert with --predictions'
+        )
+    return _tasks_from_min(rows), "JSON_MIN"
 
 
-def _task(row: Mapping[str, Any], source: str, index: int) -> Task:
+def _is_prediction(row: Mapping[str, Any]) -> bool:
+    return isinstance(row.get("result"), list) and ("model_version" in row or "score" in row)
+
+
+def _task(row: Any, index: int) -> Task:
+    if not isinstance(row, Mapping):
+        return Task(None, {}, problem=f"task #{index} is not an object ({type(row).__name__})")
     try:
         return task_from_dict(row)
     except (TypeError, ValueError, KeyError) as exc:
-        raise ExportError(
-            f"{source}: task #{index} (id {row.get('id')!r}) is malformed: {exc}"
-        ) from exc
+        raw_id = row.get("id")
+        task_id = raw_id if isinstance(raw_id, int) and not isinstance(raw_id, bool) else None
+        return Task(task_id, {}, problem=f"task #{index} of the export is malformed: {exc}")
 
 
-def _region_items(value: Any) -> list[dict[str, Any]] | None:
-    """JSON_MIN control value -> result items, or None when it is not a list of regions."""
+def _region_items(control: str, value: Any) -> list[dict[str, Any]] | None:
+    """JSON_MIN control value -> result items, or None when it is not a list of regions.
+
+    The control's name becomes the items' ``from_name``: a tool with a separate ``<Labels>``
+    appears under both names, and parsing joins the two by it (:mod:`ls_panoptic.parse`)."""
     regions = value if isinstance(value, list) else [value]
     if not regions or not all(isinstance(r, Mapping) for r in regions):
         return None
     items = []
     for region in regions:
         body = {k: v for k, v in region.items() if k not in _SIZE_KEYS}
-        item: dict[str, Any] = {"type": infer_type(body), "value": body}
+        item: dict[str, Any] = {"type": infer_type(body), "value": body, "from_name": control}
         item.update({k: region[k] for k in _SIZE_KEYS if k in region})
         items.append(item)
     return items
@@ -124,7 +148,7 @@ def _tasks_from_min(rows: list[Mapping[str, Any]]) -> list[Task]:
         for key, value in row.items():
             if key in _MIN_META:
                 continue
-            items = _region_items(value)
+            items = _region_items(key, value)
             if items is None:
                 data[key] = value
             else:

@@ -46,9 +46,13 @@ class Region:
         kind: geometry kind.
         label: the first label of the region.
         order: position of the region's first item in ``result``: the painter's order.
-        height, width: ``original_height`` / ``original_width`` in pixels (display frame).
+        height, width: the pixel grid it is drawn on: its ``original_height`` /
+            ``original_width`` (display frame), else the size its annotation or image gives.
         value: the geometry fields of ``value`` (percent of width/height, ``rle``, data URL, ...).
-        image_rotation: Label Studio's ``image_rotation`` in degrees (0 unless rotated in editor).
+        image_rotation: Label Studio's ``image_rotation`` in degrees: how the editor's view was
+            turned when the annotation was saved. Coordinates are in the unrotated image
+            whatever it says, so it is recorded, never applied.
+        extra_labels: labels after the first (a region with several labels uses the first).
     """
 
     id: str
@@ -59,6 +63,7 @@ class Region:
     width: int
     value: Mapping[str, Any]
     image_rotation: float = 0.0
+    extra_labels: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -77,12 +82,21 @@ class Annotation:
 
 @dataclass(frozen=True)
 class Task:
-    """One Label Studio task: its id, its data and its annotations."""
+    """One Label Studio task: its id, its data and its annotations.
+
+    Attributes:
+        prediction_ids: predictions listed by id only (Label Studio's JSON export does that
+            whenever a project has predictions): nothing to convert, counted in reports.
+        problem: why the task as exported cannot be read (it then fails alone, naming this);
+            ``None`` for a readable task.
+    """
 
     id: int | None
     data: Mapping[str, Any]
     annotations: list[Annotation] = field(default_factory=list)
     predictions: list[Annotation] = field(default_factory=list)
+    prediction_ids: int = 0
+    problem: str | None = None
 
 
 @dataclass(frozen=True)

@@ -73,8 +73,14 @@ def image_url(task_data: Mapping[str, Any], image_value: str | None) -> str:
     if image_value is not None:
         if image_value not in task_data:
             keys = ", ".join(sorted(map(str, task_data))) or "none"
-            raise ValueError(f"task data has no key {image_value!r} (its keys: {keys})")
+            lists = [k for k, v in task_data.items() if isinstance(v, list) and v]
+            raise ValueError(
+                f"task data has no key {image_value!r} (its keys: {keys})"
+                + (f"; {_multi_image(lists[0], task_data[lists[0]])}" if lists else "")
+            )
         url = task_data[image_value]
+        if isinstance(url, list) and url:
+            raise ValueError(_multi_image(image_value, url))
         if not isinstance(url, str) or not url.strip():
             raise ValueError(f"task data {image_value!r} is not an image URL: {url!r}")
         return url.strip()
@@ -86,6 +92,13 @@ def image_url(task_data: Mapping[str, Any], image_value: str | None) -> str:
             "(the $key of the label config's <Image value=...>)"
         )
     return str(task_data[found[0]]).strip()
+
+
+def _multi_image(key: str, images: list[Any]) -> str:
+    return (
+        f"task data {key!r} is a list of {len(images)} images (a multi-image task); "
+        "ls-panoptic converts tasks of one image each: import one task per image"
+    )
 
 
 def _looks_like_image(value: str) -> bool:

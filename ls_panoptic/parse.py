@@ -1,31 +1,46 @@
 """Label Studio ``result`` lists -> :class:`~ls_panoptic.model.Region` objects.
 
-A region may arrive as several result items sharing one ``id``: a geometry item from a tool
-(``<Polygon>``, ``<Brush>``, ...) plus a ``labels`` item from a ``<Labels>`` control, or one
-``*labels`` item carrying both. Items are grouped by ``id``; the region's painter's order is
-the position of its first item. Items without an ``id`` (JSON_MIN) are regions of their own.
+What a ``result`` holds, as Label Studio and the tools around it write it::
 
-Result items that describe no area (keypoints, choices, text, relations, ...) are ignored
-and counted by ``type``.
+    {"id": "r1", "type": "polygonlabels", "from_name": "label", "to_name": "image",
+     "original_width": 640, "original_height": 480, "image_rotation": 0,
+     "value": {"points": [[x%, y%], ...], "polygonlabels": ["leaf"]}}
+
+- One region may be several items sharing one ``id``: a geometry item from a tool
+  (``<Polygon>``, ``<Brush>``, ...) plus a ``labels`` item from a ``<Labels>`` control whose
+  value repeats the geometry, or one ``*labels`` item carrying both. Items are grouped by
+  ``id``; the region's painter's order is the position of its first item.
+- Items without ``id`` (JSON_MIN, some ML backends) are regions of their own, except that an
+  id-less item from one control joins an earlier id-less item from another control with the
+  same geometry: JSON_MIN repeats a tool region under the ``<Labels>`` control's name.
+- A group with no area geometry (keypoints, choices, text, relations, a ``labels`` item on a
+  keypoint, ...) is ignored and counted by type.
+- Size: ``original_width``/``original_height`` of the region; when a region lacks them, the
+  size the annotation's other items give (area regions first, then any other result), else the
+  image's (``image_size``), else an error asking for the image.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .errors import RegionError
+import numpy as np
+
+from .errors import ImageError, RegionError
 from .model import Region, RegionKind
 
-__all__ = ["ParsedResult", "infer_type", "parse_result"]
+__all__ = ["ParsedResult", "declared_size", "infer_type", "list_ids", "parse_result"]
 
 _KIND_OF_TYPE: dict[str, RegionKind] = {
     "brushlabels": "brush",
     "brush": "brush",
+    "magicwand": "brush",  # the magic-wand tool saves a brush-format RLE mask
     "bitmasklabels": "bitmask",
     "bitmask": "bitmask",
     "polygonlabels": "polygon",
@@ -44,6 +59,11 @@ _TYPE_BY_KEYS: tuple[tuple[tuple[str, ...], str], ...] = (
     (("width", "height"), "rectanglelabels"),
     (("x", "y"), "keypoint"),
 )
+_SIZE_KEYS = ("original_height", "original_width")
+_LISTED_IDS = 5
+
+Size = tuple[int, int]
+"""``(height, width)`` in pixels."""
 
 
 @dataclass
@@ -51,14 +71,17 @@ class ParsedResult:
     """What one annotation's ``result`` holds.
 
     Attributes:
-        regions: area regions in painter's order (``order`` ascending).
-        ignored: non-area result items by ``type``.
-        warnings: human-readable notes (several labels on one region, ...).
+        regions: area regions in painter's order (``order`` ascending), each with its size.
+        ignored: non-area result groups by ``type``.
+        size: the annotation's size ``(height, width)``: from its regions, else its other
+            results, else ``image_size``; ``None`` when nothing gives one.
+        declared: whether ``size`` came from the annotation itself (not from the image).
     """
 
     regions: list[Region] = field(default_factory=list)
     ignored: Counter[str] = field(default_factory=Counter)
-    warnings: list[str] = field(default_factory=list)
+    size: Size | None = None
+    declared: bool = False
 
 
 def infer_type(value: Mapping[str, Any]) -> str:
@@ -76,10 +99,20 @@ def infer_type(value: Mapping[str, Any]) -> str:
     return "unknown"
 
 
+def list_ids(ids: Sequence[str], most: int = _LISTED_IDS) -> str:
+    """``a, b, c and 117 more``: a list of ids cut short for one line of a report."""
+    shown = ", ".join(ids[:most])
+    return shown if len(ids) <= most else f"{shown} and {len(ids) - most} more"
+
+
+def _is_label_key(key: str) -> bool:
+    return key.endswith("labels")
+
+
 def _labels_of(value: Mapping[str, Any]) -> list[str]:
     labels: list[str] = []
     for key, item in value.items():
-        if key == "labels" or key.endswith("labels"):
+        if _is_label_key(key):
             if isinstance(item, list):
                 labels.extend(str(label) for label in item)
             elif isinstance(item, str):
@@ -87,10 +120,13 @@ def _labels_of(value: Mapping[str, Any]) -> list[str]:
     return labels
 
 
-def _size_of(item: Mapping[str, Any], task_id: int | None, region_id: str) -> tuple[int, int]:
+def _own_size(item: Mapping[str, Any], task_id: int | None, region_id: str) -> Size | None:
+    """The item's ``(original_height, original_width)``; ``None`` when it gives neither."""
+    raws = [item.get(name) for name in _SIZE_KEYS]
+    if all(raw is None for raw in raws):
+        return None
     sizes = []
-    for name in ("original_height", "original_width"):
-        raw = item.get(name)
+    for name, raw in zip(_SIZE_KEYS, raws, strict=True):
         if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not _finite(raw):
             raise RegionError(task_id, region_id, f"{name} is missing or not a number ({raw!r})")
         if raw != int(raw) or raw <= 0:
@@ -111,67 +147,192 @@ def _rotation(raw: object) -> float:
     return math.nan
 
 
+def _type_of(item: Mapping[str, Any]) -> str:
+    return str(item.get("type") or infer_type(item.get("value", {})))
+
+
+def _geometry_key(item: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """The geometry of an id-less item, comparable across controls (labels left out)."""
+    value = item.get("value", {})
+    parts: list[tuple[str, Any]] = []
+    for key in sorted(k for k in value if not _is_label_key(k)):
+        raw = value[key]
+        if isinstance(raw, np.ndarray):  # brush RLE read by jsonload
+            parts.append((key, (raw.dtype.str, raw.shape, raw.tobytes())))
+        else:
+            parts.append((key, json.dumps(raw, sort_keys=True, default=str)))
+    return tuple(parts)
+
+
 @dataclass
 class _Group:
     order: int
     items: list[Mapping[str, Any]] = field(default_factory=list)
 
 
-def _group(result: Sequence[Any], task_id: int | None, ignored: Counter[str]) -> dict[str, _Group]:
-    groups: dict[str, _Group] = {}
+class _Grouper:
+    """Groups result items into regions (see the module docstring for the rules)."""
+
+    def __init__(self) -> None:
+        self.groups: dict[str, _Group] = {}
+        self._idless: dict[tuple[tuple[str, Any], ...], list[tuple[str, set[Any]]]] = {}
+
+    def add(self, order: int, item: Mapping[str, Any]) -> None:
+        region_id = item.get("id")
+        if region_id is None or region_id == "":
+            region_id = self._idless_group(order, item)
+        self.groups.setdefault(str(region_id), _Group(order)).items.append(item)
+
+    def _idless_group(self, order: int, item: Mapping[str, Any]) -> str:
+        control = item.get("from_name")
+        candidates = self._idless.setdefault(_geometry_key(item), [])
+        for group_id, controls in candidates:
+            if control is not None and control not in controls:
+                controls.add(control)
+                return group_id
+        candidates.append((f"#{order}", {control}))
+        return f"#{order}"
+
+
+def _group(result: Sequence[Any], task_id: int | None) -> dict[str, _Group]:
+    grouper = _Grouper()
     for order, item in enumerate(result):
         if not isinstance(item, Mapping) or not isinstance(item.get("value", {}), Mapping):
             raise RegionError(task_id, f"#{order}", "result item is not an object with a 'value'")
-        value = item.get("value", {})
-        type_ = str(item.get("type") or infer_type(value))
-        if type_ not in _KIND_OF_TYPE and type_ != "labels":
-            ignored[type_] += 1
-            continue
-        region_id = str(item.get("id") or f"#{order}")
-        groups.setdefault(region_id, _Group(order)).items.append(item)
-    return groups
+        grouper.add(order, item)
+    return grouper.groups
 
 
-def _region(region_id: str, group: _Group, task_id: int | None, warnings: list[str]) -> Region:
-    geometry = [i for i in group.items if str(i.get("type") or "") != "labels"]
-    source = geometry[0] if geometry else group.items[0]
-    value: Mapping[str, Any] = source.get("value", {})
-    type_ = str(source.get("type") or infer_type(value))
-    if type_ == "labels":  # a <Labels> item alone: its value carries the geometry too
-        type_ = infer_type({k: v for k, v in value.items() if k != "labels"})
-    if type_ not in _KIND_OF_TYPE:
-        raise RegionError(task_id, region_id, "labels without any geometry")
+@dataclass
+class _Draft:
+    """A region before its size is settled."""
+
+    region: Region
+    size: Size | None
+
+
+def _area_type(group: _Group) -> tuple[str, Mapping[str, Any]] | None:
+    """The area type of a group and the item holding its geometry; ``None``: not an area."""
+    for item in group.items:
+        if _type_of(item) in _KIND_OF_TYPE:
+            return _type_of(item), item
+    for item in group.items:  # a <Labels> item alone: its value carries the geometry too
+        if _type_of(item) == "labels":
+            value = item.get("value", {})
+            inferred = infer_type({k: v for k, v in value.items() if k != "labels"})
+            if inferred in _KIND_OF_TYPE:
+                return inferred, item
+    return None
+
+
+def _not_area_type(group: _Group) -> str:
+    """What a group without area geometry is counted as (``labels`` on a keypoint: keypoint)."""
+    first = group.items[0]
+    type_ = _type_of(first)
+    if type_ == "labels":
+        inferred = infer_type({k: v for k, v in first.get("value", {}).items() if k != "labels"})
+        return inferred if inferred != "unknown" else "labels"
+    return type_
+
+
+def _draft(
+    region_id: str, group: _Group, task_id: int | None, parsed: ParsedResult
+) -> _Draft | None:
+    found = _area_type(group)
+    if found is None:
+        parsed.ignored[_not_area_type(group)] += 1
+        return None
+    type_, source = found
     labels: list[str] = []
     for item in group.items:
-        labels.extend(lab for lab in _labels_of(item.get("value", {})) if lab not in labels)
+        if _type_of(item) in _KIND_OF_TYPE or _type_of(item) == "labels":
+            labels.extend(x for x in _labels_of(item.get("value", {})) if x not in labels)
+        else:  # per-region choices, text areas, ...: not part of the mask
+            parsed.ignored[_type_of(item)] += 1
     if not labels:
         raise RegionError(task_id, region_id, "region has no label")
-    if len(labels) > 1:
-        warnings.append(f"region {region_id} has labels {labels}: using {labels[0]!r}")
-    height, width = _size_of(source, task_id, region_id)
-    return Region(
+    region = Region(
         id=region_id,
         kind=_KIND_OF_TYPE[type_],
         label=labels[0],
         order=group.order,
-        height=height,
-        width=width,
-        value=value,
+        height=0,
+        width=0,
+        value=source.get("value", {}),
         image_rotation=_rotation(source.get("image_rotation") or 0),
     )
+    if len(labels) > 1:
+        region = replace(region, extra_labels=tuple(labels[1:]))
+    return _Draft(region, _own_size(source, task_id, region_id))
 
 
-def parse_result(result: Sequence[Any], task_id: int | None = None) -> ParsedResult:
-    """Turn one annotation's ``result`` list into regions.
+def declared_size(result: Sequence[Any]) -> Size | None:
+    """The size an annotation's own items give (its regions first, then any other item), or
+    ``None``: then only the image can give it. Never raises (bad sizes fail in parsing)."""
+    other: Size | None = None
+    for item in result if isinstance(result, Sequence) else ():
+        if not isinstance(item, Mapping):
+            continue
+        try:
+            size = _own_size(item, None, "-")
+        except RegionError:
+            continue
+        if size is not None and _type_of(item) in _KIND_OF_TYPE:
+            return size
+        other = other or size
+    return other
+
+
+def _settle(drafts: list[_Draft], result: Sequence[Any], task_id: int | None) -> Size | None:
+    """The annotation's size from its regions (which must agree), else its other items."""
+    by_size: dict[Size, list[str]] = {}
+    for draft in drafts:
+        if draft.size is not None:
+            by_size.setdefault(draft.size, []).append(draft.region.id)
+    if len(by_size) > 1:
+        shown = "; ".join(
+            f"{w}x{h} (region{'s' if len(ids) > 1 else ''} {list_ids(ids, 3)})"
+            for (h, w), ids in sorted(by_size.items())
+        )
+        raise ImageError(task_id, f"regions disagree on the image size (width x height): {shown}")
+    if by_size:
+        return next(iter(by_size))
+    return declared_size(result)
+
+
+def parse_result(
+    result: Sequence[Any], task_id: int | None = None, image_size: Size | None = None
+) -> ParsedResult:
+    """Turn one annotation's ``result`` list into regions with their sizes.
+
+    Args:
+        result: the annotation's ``result`` items.
+        task_id: named in error messages.
+        image_size: ``(height, width)`` of the image as displayed, when it is available: the
+            size of regions that neither give one nor have a sibling that does.
 
     Raises:
-        RegionError: an item is malformed (names the task and region id).
+        RegionError: an item is malformed, or a region's size is known from nowhere.
+        ImageError: the regions disagree on the image size.
     """
     if not isinstance(result, Sequence) or isinstance(result, (str, bytes)):
         raise RegionError(task_id, "-", "annotation 'result' is not a list")
     parsed = ParsedResult()
-    groups = _group(result, task_id, parsed.ignored)
-    for region_id, group in groups.items():
-        parsed.regions.append(_region(region_id, group, task_id, parsed.warnings))
-    parsed.regions.sort(key=lambda region: region.order)
+    drafts = []
+    for region_id, group in _group(result, task_id).items():
+        draft = _draft(region_id, group, task_id, parsed)
+        if draft is not None:
+            drafts.append(draft)
+    declared = _settle(drafts, result, task_id)
+    parsed.size, parsed.declared = declared or image_size, declared is not None
+    for draft in sorted(drafts, key=lambda d: d.region.order):
+        size = draft.size or parsed.size
+        if size is None:
+            raise RegionError(
+                task_id,
+                draft.region.id,
+                "has no original_width/original_height and no other result of the annotation "
+                "gives the image size; pass the image (convert --images) so its size is used",
+            )
+        parsed.regions.append(replace(draft.region, height=size[0], width=size[1]))
     return parsed

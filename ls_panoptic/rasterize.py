@@ -3,7 +3,8 @@
 Geometry formats (Label Studio 1.23; ``W``, ``H`` = ``original_width``, ``original_height``)::
 
     polygon    points [[x%, y%], ...]      >= 3 vertices, closed implicitly, even-odd fill
-    rectangle  x%, y% (top-left), width%, height%, rotation (degrees about the top-left corner)
+    rectangle  x%, y% (top-left), width%, height%, rotation (degrees about the top-left corner);
+               or points [[x%, y%] x 4] (oriented-box pre-annotations): drawn as that polygon
     ellipse    x%, y% (centre), radiusX% (of W), radiusY% (of H), rotation (degrees about centre)
     bitmask    imageDataURL  "data:image/png;base64,..."  RGBA PNG of W x H; mask = alpha >= t
     brush      format "rle", rle [int, ...]  Label Studio's bit-packed RGBA RLE (ls_panoptic.rle)
@@ -124,8 +125,10 @@ def _polygon(region: Region, _threshold: int, checkpoint: _Checkpoint) -> geomet
     return geometry.polygon_runs(pixels, region.height, region.width, checkpoint)
 
 
-def _rectangle(region: Region, _threshold: int, checkpoint: _Checkpoint) -> geometry.Runs:
+def _rectangle(region: Region, threshold: int, checkpoint: _Checkpoint) -> geometry.Runs:
     value, width, height = region.value, region.width, region.height
+    if "points" in value and not {"x", "y", "width", "height"} & value.keys():
+        return _polygon(region, threshold, checkpoint)  # an oriented box given by its corners
     left, top = _pixels(value, "x", width), _pixels(value, "y", height)
     size = _pixels(value, "width", width, size=True), _pixels(value, "height", height, size=True)
     corners = geometry.rectangle_corners(left, top, *size, _number(value, "rotation", 0.0))

@@ -137,6 +137,8 @@ def annotation_from_dict(d: Mapping[str, Any], *, is_prediction: bool = False) -
 def task_from_dict(d: Mapping[str, Any]) -> Task:
     """A :class:`Task` from an export or SDK task dict (annotations and predictions; no drafts).
 
+    Predictions given as bare ids (JSON exports) are counted in ``prediction_ids``, not read.
+
     Raises:
         ValueError: no ``data`` object, or malformed annotations (the message names which).
     """
@@ -145,11 +147,17 @@ def task_from_dict(d: Mapping[str, Any]) -> Task:
     data = d.get("data")
     if not isinstance(data, Mapping):
         raise ValueError("the task has no 'data' object")
+    predictions = d.get("predictions")
+    ids = 0
+    if isinstance(predictions, list):  # JSON exports list them by id: nothing to convert
+        ids = sum(1 for p in predictions if isinstance(p, int) and not isinstance(p, bool))
+        predictions = [p for p in predictions if not isinstance(p, int) or isinstance(p, bool)]
     return Task(
         id=_optional_int(d.get("id"), "task id"),
         data=data,
         annotations=_annotations(d.get("annotations"), "annotations", is_prediction=False),
-        predictions=_annotations(d.get("predictions"), "predictions", is_prediction=True),
+        predictions=_annotations(predictions, "predictions", is_prediction=True),
+        prediction_ids=ids,
     )
 
 

@@ -130,7 +130,7 @@ def test_task_from_webhook_task_without_annotations() -> None:
         ({"id": 1}, "the task has no 'data' object"),
         ({"data": {}, "annotations": {"id": 1}}, "task annotations must be a list, got dict"),
         ({"data": {}, "annotations": [{"id": 1}, 5]}, r"annotations\[1\]: .*got int"),
-        ({"data": {}, "predictions": [1, 2]}, r"predictions\[0\]: an annotation must be an obj"),
+        ({"data": {}, "predictions": ["x"]}, r"predictions\[0\]: an annotation must be an obj"),
         ({"id": "x", "data": {}}, "task id must be an integer, got 'x'"),
     ],
 )
@@ -238,3 +238,10 @@ def test_offsets_compare_across_days() -> None:
     stamps = [(base + timedelta(hours=h)).astimezone(timezone(timedelta(hours=-h))) for h in (1, 5)]
     a, b = (ann(i, s.isoformat()) for i, s in enumerate(stamps))
     assert select_annotation(task(b, a)) is b
+
+
+def test_predictions_listed_by_id_are_counted_not_read() -> None:
+    pred = {"id": 9, "result": [], "model_version": "m"}
+    task = task_from_dict({"id": 1, "data": {}, "predictions": [3, pred, 4]})
+    assert task.prediction_ids == 2
+    assert [p.id for p in task.predictions] == [9]
