@@ -20,7 +20,7 @@ from ls_panoptic.labels import (
     load_mapping_file,
 )
 from ls_panoptic.model import ConvertOptions, Task
-from ls_panoptic.parse import parse_result
+from ls_panoptic.parse import region_labels
 from ls_panoptic.selection import parse_policy, select_annotation
 
 from .previews import preview_writer
@@ -68,10 +68,7 @@ def _labels_in(tasks: list[Task], options: ConvertOptions) -> set[str]:
         annotation = select_annotation(task, options.annotation, options.use_predictions)
         if annotation is None:
             continue
-        try:
-            found.update(r.label for r in parse_result(annotation.result, task.id).regions)
-        except PanopticError:
-            continue  # reported when that task is converted
+        found.update(region_labels(annotation.result))
     return found
 
 

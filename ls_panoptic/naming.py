@@ -73,18 +73,21 @@ def image_url(task_data: Mapping[str, Any], image_value: str | None) -> str:
     if image_value is not None:
         if image_value not in task_data:
             keys = ", ".join(sorted(map(str, task_data))) or "none"
-            lists = [k for k, v in task_data.items() if isinstance(v, list) and v]
+            lists = [k for k, v in task_data.items() if _is_image_list(v)]
             raise ValueError(
                 f"task data has no key {image_value!r} (its keys: {keys})"
                 + (f"; {_multi_image(lists[0], task_data[lists[0]])}" if lists else "")
             )
         url = task_data[image_value]
-        if isinstance(url, list) and url:
+        if _is_image_list(url):
             raise ValueError(_multi_image(image_value, url))
         if not isinstance(url, str) or not url.strip():
             raise ValueError(f"task data {image_value!r} is not an image URL: {url!r}")
         return url.strip()
     found = [k for k, v in task_data.items() if isinstance(v, str) and _looks_like_image(v)]
+    lists = [k for k, v in task_data.items() if _is_image_list(v)]
+    if not found and lists:
+        raise ValueError(_multi_image(lists[0], task_data[lists[0]]))
     if len(found) != 1:
         which = "no value that looks" if not found else f"values {', '.join(found)} look"
         raise ValueError(
@@ -92,6 +95,20 @@ def image_url(task_data: Mapping[str, Any], image_value: str | None) -> str:
             "(the $key of the label config's <Image value=...>)"
         )
     return str(task_data[found[0]]).strip()
+
+
+def _is_image_list(value: object) -> bool:
+    """A list of image URLs, or of objects holding one (``[{"url": ...}]``): several images."""
+    if not isinstance(value, list) or not value:
+        return False
+    return all(
+        (isinstance(item, str) and _looks_like_image(item))
+        or (
+            isinstance(item, Mapping)
+            and any(isinstance(v, str) and _looks_like_image(v) for v in item.values())
+        )
+        for item in value
+    )
 
 
 def _multi_image(key: str, images: list[Any]) -> str:

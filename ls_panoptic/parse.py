@@ -35,7 +35,14 @@ import numpy as np
 from .errors import ImageError, RegionError
 from .model import Region, RegionKind
 
-__all__ = ["ParsedResult", "declared_size", "infer_type", "list_ids", "parse_result"]
+__all__ = [
+    "ParsedResult",
+    "declared_size",
+    "infer_type",
+    "list_ids",
+    "parse_result",
+    "region_labels",
+]
 
 _KIND_OF_TYPE: dict[str, RegionKind] = {
     "brushlabels": "brush",
@@ -264,6 +271,23 @@ def _draft(
     if len(labels) > 1:
         region = replace(region, extra_labels=tuple(labels[1:]))
     return _Draft(region, _own_size(source, task_id, region_id))
+
+
+def region_labels(result: Sequence[Any]) -> list[str]:
+    """The first label of each area region, in order, without checking anything else (for
+    guessing a label set from an export). Never raises."""
+    if not isinstance(result, Sequence) or isinstance(result, (str, bytes)):
+        return []
+    grouper = _Grouper()
+    for order, item in enumerate(result):
+        if isinstance(item, Mapping) and isinstance(item.get("value", {}), Mapping):
+            grouper.add(order, item)
+    found = []
+    for group in grouper.groups.values():
+        if _area_type(group) is not None:
+            labels = [x for item in group.items for x in _labels_of(item.get("value", {}))]
+            found.extend(labels[:1])
+    return found
 
 
 def declared_size(result: Sequence[Any]) -> Size | None:

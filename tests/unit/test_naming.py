@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from ls_panoptic.errors import KeyCollisionError
@@ -110,3 +112,22 @@ def test_key_index_tasks_without_id_always_collide() -> None:
     index.add("x.jpg", None)
     with pytest.raises(KeyCollisionError):
         index.add("x.jpg", None)
+
+
+@pytest.mark.parametrize(
+    ("data", "value"),
+    [
+        ({"images": [{"url": "/data/upload/1/a.jpg"}, {"url": "/data/upload/1/b.jpg"}]}, None),
+        ({"image": ["https://h/a.jpg", "https://h/b.jpg", "https://h/c.jpg"]}, "image"),
+        ({"pages": ["s3://b/a.png", "s3://b/b.png"], "note": "x"}, "image"),
+    ],
+)
+def test_a_task_of_several_images_is_named_as_such(data: dict[str, Any], value: str | None) -> None:
+    with pytest.raises(ValueError, match=r"is a list of \d images \(a multi-image task\)"):
+        image_url(data, value)
+
+
+def test_a_list_of_tags_is_not_taken_for_images() -> None:
+    with pytest.raises(ValueError, match="no value that looks like an image URL") as info:
+        image_url({"tags": ["cat", "dog"]}, None)
+    assert "multi-image" not in str(info.value)
