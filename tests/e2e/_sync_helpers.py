@@ -139,12 +139,13 @@ class LiveProject:
         SimpleWorker([queue], connection=self.rt.redis, serializer=SERIALIZER).work(burst=True)
         assert queue.failed_job_registry.count == 0
 
-    def batch(self, step: str) -> tuple[bytes, dict[str, Any]]:
-        """Label Studio's JSON export converted by the batch CLI: pickle bytes and sidecar."""
+    def batch(self, step: str, export_file: bytes | None = None) -> tuple[bytes, dict[str, Any]]:
+        """Label Studio's JSON export (or ``export_file``, another export of the project)
+        converted by the batch CLI: pickle bytes and sidecar."""
         folder = self.root / f"batch-{step}"
         folder.mkdir()
         export = folder / "export.json"
-        export.write_bytes(self.ls.export(self.project, "JSON"))
+        export.write_bytes(export_file or self.ls.export(self.project, "JSON"))
         config = folder / "label_config.xml"
         config.write_text(self.ls.get_project(self.project)["label_config"])
         output = folder / "snapshot.pkl"
@@ -173,10 +174,13 @@ class LiveProject:
         assert outcome.exit_code == 0, outcome.output
         return output.read_bytes(), json.loads(output.with_suffix(".meta.json").read_text())
 
-    def assert_store_equals_batch(self, step: str, expected: set[str] | None = None) -> None:
-        """The store's snapshot is the batch conversion, bit for bit (and holds ``expected``)."""
+    def assert_store_equals_batch(
+        self, step: str, expected: set[str] | None = None, export_file: bytes | None = None
+    ) -> None:
+        """The store's snapshot is the batch conversion (of a fresh JSON export, or of
+        ``export_file``), bit for bit (and holds ``expected``)."""
         live_bytes, live_meta = self.live(step)
-        batch_bytes, batch_meta = self.batch(step)
+        batch_bytes, batch_meta = self.batch(step, export_file)
         live, batch = pickle.loads(live_bytes), pickle.loads(batch_bytes)
         assert set(live) == set(batch), f"store {sorted(live)} != batch {sorted(batch)}"
         assert expected is None or set(batch) == expected

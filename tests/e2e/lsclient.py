@@ -13,6 +13,10 @@ Endpoints (all with ``Authorization: Token <token>``):
   annotations, firing TASKS_CREATED only)
 - ``DELETE /api/tasks/<id>/``; ``GET /api/webhooks/?project=<id>`` -> list of webhooks
 - ``POST /api/token/`` -> ``{"token"}``: a personal access token (JWT refresh token) of the user
+- ``POST /api/projects/<id>/exports/`` ``{"serialization_options": {...}}`` -> an export snapshot
+  (made inline: ``status`` is already ``completed``); ``GET .../exports/<export id>/download
+  ?exportType=JSON`` -> its file. Unlike the plain export (what the UI's Export dialog calls),
+  it lists predictions as objects when asked: ``{"predictions": {"only_id": false}}``.
 """
 
 from __future__ import annotations
@@ -95,6 +99,21 @@ class LabelStudioClient:
         response = self._http.get(
             f"/api/projects/{project_id}/export",
             params={"exportType": export_type, "download_all_tasks": "true"},
+        )
+        response.raise_for_status()
+        return response.content
+
+    def export_snapshot(
+        self, project_id: int, export_type: str, serialization_options: dict[str, Any]
+    ) -> bytes:
+        """The file of a new export snapshot of every task (see the module docstring)."""
+        body = {"serialization_options": serialization_options}
+        made = self._json("POST", f"/api/projects/{project_id}/exports/", json=body)
+        if made.get("status") != "completed":
+            raise RuntimeError(f"export snapshot {made.get('id')} is {made.get('status')!r}")
+        response = self._http.get(
+            f"/api/projects/{project_id}/exports/{made['id']}/download",
+            params={"exportType": export_type},
         )
         response.raise_for_status()
         return response.content
