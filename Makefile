@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: demo test bench lint setup setup-test label-studio redis clean
+.PHONY: demo test bench lint setup setup-test label-studio redis chromium clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,8 +31,9 @@ demo: setup label-studio redis
 	$(BIN)/ls-panoptic up --demo
 
 ## The whole test suite: unit tests, CLI tests, and end-to-end tests against a real
-## Label Studio 1.23.2 (installed into its own virtualenv by .ci/install-label-studio).
-test: setup-test label-studio redis
+## Label Studio 1.23.2 (installed into its own virtualenv by .ci/install-label-studio), its
+## editor driven in Debian's chromium (.ci/install-chromium).
+test: setup-test label-studio redis chromium
 	LS_E2E_REQUIRED=1 LSP_REDIS_REQUIRED=1 LSP_REQUIRE_C_EXT=1 $(BIN)/python -m pytest
 
 label-studio:
@@ -40,6 +41,9 @@ label-studio:
 
 redis:
 	bash .ci/ensure-redis
+
+chromium:
+	bash .ci/install-chromium
 
 ## Benchmarks: project vs naive baseline, and RLE decoders (prints ratios; no pass/fail).
 bench: setup-test
