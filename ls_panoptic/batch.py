@@ -8,7 +8,6 @@ unless ``strict`` is set, in which case nothing is written at all.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,18 +22,10 @@ from .labels import LabelSet
 from .model import ConvertOptions, Entry, Task
 from .naming import image_key, image_url
 from .selection import select_annotation
+from .sidecar import Failure, build_sidecar, failure_message, key_collision
 from .snapshot import SnapshotWriter, sidecar_path, write_json_atomic
 
 __all__ = ["BatchReport", "Failure", "Outcome", "convert_tasks", "plan_keys"]
-
-
-@dataclass(frozen=True)
-class Failure:
-    """One image that could not be converted."""
-
-    task_id: int | None
-    key: str | None
-    message: str
 
 
 @dataclass(frozen=True)
@@ -88,7 +79,7 @@ def plan_keys(
             url = image_url(task.data, labels.image_value)
             keys[index] = _Planned(image_key(url, options.key, task.id), url)
         except ValueError as exc:
-            failures.append(Failure(task.id, None, f"task {task.id}: {exc}"))
+            failures.append(Failure(task.id, None, failure_message(task.id, exc)))
             continue
         owners.setdefault(keys[index].key, []).append(index)
     for key, indices in owners.items():
@@ -96,17 +87,7 @@ def plan_keys(
             continue
         ids = [tasks[i].id for i in indices]
         for i in indices:
-            others = ", ".join(str(t) for t in ids if t != tasks[i].id)
-            failures.append(
-                Failure(
-                    tasks[i].id,
-                    key,
-                    (
-                        f"task {tasks[i].id}: image key {key!r} is also produced by task {others}; "
-                        "use --key path or --key task to tell them apart"
-                    ),
-                )
-            )
+            failures.append(key_collision(tasks[i].id, key, [t for t in ids if t != tasks[i].id]))
             del keys[i]
     return keys, failures
 
@@ -139,10 +120,8 @@ def _convert_one(
         if skipped:
             return Outcome(task.id, key, skipped=skipped)
         entry = convert_task(task, key, labels, options, info, scratch)
-    except ImageError as exc:
-        return Outcome(task.id, key, failure=Failure(task.id, key, str(exc)))
     except PanopticError as exc:
-        return Outcome(task.id, key, failure=Failure(task.id, key, f"task {task.id}: {exc}"))
+        return Outcome(task.id, key, failure=Failure(task.id, key, failure_message(task.id, exc)))
     if entry is None:
         return Outcome(task.id, key, skipped=f"task {task.id}: no usable annotation")
     return Outcome(task.id, key, entry=entry)
@@ -172,17 +151,10 @@ def _sidecar(
 ) -> dict[str, Any]:
     opts = dataclasses.asdict(options)
     opts["stuff"] = sorted(options.stuff)
-    return {
-        "format": "ls-panoptic/1",
-        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "source": source,
-        "id2label": {str(k): v for k, v in labels.id2label.items()},
-        "background_id": labels.background_id,
-        "options": opts,
-        "entries": metas,
-        "failures": [dataclasses.asdict(f) for f in report.failures],
-        "warnings": report.warnings,
-    }
+    return build_sidecar(
+        labels.id2label, metas, report.failures,
+        source=source, options=opts, warnings=report.warnings,
+    )  # fmt: skip
 
 
 def convert_tasks(

@@ -1,0 +1,93 @@
+"""The sidecar JSON beside every snapshot, and how a task left out of a snapshot is described.
+
+One builder for the batch conversion (``convert``) and the live store's snapshot, so the two
+sidecars of one project agree, failures included. Format ``ls-panoptic/1``::
+
+    format         "ls-panoptic/1"
+    created_at     when the snapshot was taken (UTC, ISO 8601, seconds)
+    ...            what the producer adds: batch ``source``, ``options``, ``warnings``;
+                   live ``project``
+    id2label       {"<class id>": label}, by class id
+    background_id  the class id of the label spelled ``background`` (any case); null if none
+    entries        {image key: provenance} of every entry in the snapshot
+    failures       [{"task_id", "key", "message"}] by task id: the tasks with a usable
+                   annotation that the snapshot leaves out (``key``: the image key the task
+                   would have had, null when unknown), and why
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import ImageError
+from .labels import BACKGROUND
+
+__all__ = [
+    "FORMAT",
+    "Failure",
+    "build_sidecar",
+    "failure_message",
+    "key_collision",
+    "utc_seconds",
+]
+
+FORMAT = "ls-panoptic/1"
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One task left out of a snapshot: its image key when known, and why."""
+
+    task_id: int | None
+    key: str | None
+    message: str
+
+
+def failure_message(task_id: int | None, exc: Exception) -> str:
+    """The message of a failed conversion, naming the task once (an ``ImageError`` already
+    does)."""
+    return str(exc) if isinstance(exc, ImageError) else f"task {task_id}: {exc}"
+
+
+def key_collision(task_id: int | None, key: str, others: Sequence[int | None]) -> Failure:
+    """``task_id`` shares the image ``key`` with ``others``: all of them leave the snapshot."""
+    named = ", ".join(str(t) for t in others)
+    return Failure(
+        task_id,
+        key,
+        f"task {task_id}: image key {key!r} is also produced by task {named}; use --key path "
+        "or --key task (the service: LS_PANOPTIC_KEY) to tell them apart",
+    )
+
+
+def build_sidecar(
+    id2label: Mapping[int, str],
+    entries: Mapping[str, Any],
+    failures: Iterable[Failure],
+    *,
+    created_at: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The sidecar of a snapshot holding ``entries`` (image key -> provenance) and leaving out
+    ``failures``; ``extra`` holds what one producer adds (see module doc)."""
+    background = [k for k, label in sorted(id2label.items()) if label.lower() == BACKGROUND]
+    # by task id (unknown ids last), so batch and live list one project's failures alike
+    ordered = sorted(failures, key=lambda f: (f.task_id is None, f.task_id or 0))
+    return {
+        "format": FORMAT,
+        "created_at": created_at or utc_seconds(),
+        **extra,
+        "id2label": {str(k): v for k, v in sorted(id2label.items())},
+        "background_id": background[0] if background else None,
+        "entries": dict(entries),
+        "failures": [dataclasses.asdict(f) for f in ordered],
+    }
+
+
+def utc_seconds() -> str:
+    """Now, UTC, ISO 8601 to the second (a snapshot's ``created_at``)."""
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
