@@ -5,15 +5,18 @@
   The store streams it entry by entry into an anonymous temporary file under
   ``settings.snapshot_dir`` (no name, so it is gone once closed, even after a crash), which is
   then sent back in pieces: memory stays near one entry whatever the project's size.
-- ``GET /projects/<id>/snapshot.meta.json``: the sidecar (id2label, provenance, failures).
+- ``GET /projects/<id>/snapshot.meta.json``: the sidecar (id2label, provenance, failures), as
+  ``convert`` writes it (:mod:`ls_panoptic.sidecar`).
 - ``GET /projects/<id>/entries``: the state of every task the store tracks, one object of the
   fields of ``worker.store.EntryState`` each: a failed task (``status`` ``error``) has its
   ``error``, and an ``error_fingerprint`` when resyncs leave it alone until what it failed on
-  changes (``null`` otherwise).
-- ``GET /projects/<id>/entries/<task>/preview.png``: the task's current entry drawn, to look at
-  rather than read: each segment in its class's hue, outlined, a legend of the classes under it;
-  on grey, not the photo (the backend never fetches images). ``?size=N``: longest side in pixels
-  (default :data:`PREVIEW_SIDE`; the mask is sampled down, never up).
+  changes (``null`` otherwise). It has no entry in snapshots (their sidecar lists it under
+  ``failures``); ``stale_version`` is set when its last good entry is kept for review.
+- ``GET /projects/<id>/entries/<task>/preview.png``: the task's entry drawn, to look at rather
+  than read: each segment in its class's hue, outlined, a legend of the classes under it; on
+  grey, not the photo (the backend never fetches images). ``?size=N``: longest side in pixels
+  (default :data:`PREVIEW_SIDE`; the mask is sampled down, never up). A failed task's last good
+  entry is drawn with the header ``X-Entry-Stale: true`` (``false`` for a current entry).
 - ``POST /projects/<id>/resync``: enqueue a reconciliation with Label Studio -> 202 ``{job_id}``;
   ``?rebuild=true`` re-converts every task, failed ones included.
 """
@@ -147,7 +150,8 @@ def preview(project: int, task: int) -> Response:
     picture = render_preview(mask, stored.inst2class, labels.background_id, None, record.id2label)
     png = io.BytesIO()
     picture.save(png, format="PNG", compress_level=1)  # fast: a preview is looked at, not kept
-    return Response(png.getvalue(), mimetype="image/png", headers={"Cache-Control": "no-store"})
+    headers = {"Cache-Control": "no-store", "X-Entry-Stale": str(stored.stale).lower()}
+    return Response(png.getvalue(), mimetype="image/png", headers=headers)
 
 
 def _sample_down(mask: npt.NDArray[np.uint32], side: int) -> npt.NDArray[np.uint32]:

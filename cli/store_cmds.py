@@ -150,7 +150,7 @@ def snapshot(project: int, output: Path) -> None:
     except (StoreError, SnapshotError) as exc:
         raise click.ClickException(str(exc)) from exc
     for failure in info.failures:
-        click.echo(str(failure["message"]), err=True)
+        click.echo(failure.message, err=True)
     click.echo(
         f"{info.count} entries -> {output} (+ {sidecar_path(output).name}); "
         f"{len(info.failures)} failed"

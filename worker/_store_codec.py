@@ -15,6 +15,8 @@ Glossary of the stored formats:
 
   Its *version* is a hash of those fields: the same conversion stores the same blob.
 - state record (JSON, one per task in the project's ``states`` hash): see :class:`EntryState`.
+- failure record (JSON, one per task in error in the project's ``failures`` hash): the
+  sidecar's ``{"task_id", "key", "message"}`` (:class:`ls_panoptic.sidecar.Failure`).
 """
 
 from __future__ import annotations
@@ -22,23 +24,29 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 import zstandard
 
 from ls_panoptic.model import Entry
+from ls_panoptic.sidecar import Failure
+
+from .keys import is_version
 
 __all__ = [
     "EntryState",
     "StoreError",
     "StoredEntry",
     "decode_entry",
+    "decode_failure",
     "decode_state",
     "dumps",
     "encode_entry",
+    "encode_failure",
     "encode_state",
+    "peek_state",
     "text",
 ]
 
@@ -64,6 +72,8 @@ class StoredEntry:
     Attributes:
         panoptic_mask: ``uint32`` ``(height, width)``, C-contiguous, a fresh writeable array.
         inst2class: ``{instance id: class id}``, plain Python ints.
+        stale: the last good entry of a task whose latest conversion failed, kept for review
+            (``/entries``, previews) but in no snapshot.
     """
 
     key: str
@@ -71,6 +81,7 @@ class StoredEntry:
     inst2class: dict[int, int]
     meta: dict[str, Any]
     source_updated_at: str
+    stale: bool = False
 
     def payload(self) -> dict[str, Any]:
         """The exact per-image value of the output contract."""
@@ -82,10 +93,12 @@ class EntryState:
     """What the store knows about one task.
 
     Attributes:
-        key: image key of the task's current entry (``None`` when it has none).
+        key: image key of the task's entry, current or stale (``None`` when it has none).
         updated_at: ISO timestamp of the newest Label Studio state seen for the task.
         status: ``ok`` (entry current), ``empty`` (no usable annotation: no entry) or
-            ``error`` (last conversion failed; the last good entry, if any, is kept).
+            ``error`` (last conversion failed: no entry in snapshots, which list the task's
+            failure instead, as a batch conversion does; the last good entry, if any, is kept
+            for review as ``stale_version``).
         converted_at: when the store last recorded this state (UTC, ISO 8601).
         config_hash: SHA-256 (hex) of the label config the entry was converted with, so a
             resync finds entries a config change left behind (``None``: no entry, or a record
@@ -95,6 +108,9 @@ class EntryState:
             :func:`worker.reconcile.failure_fingerprint`, which a resync compares with what Label
             Studio lists to skip re-converting an unchanged failure. ``None``: any other state,
             a failure that may pass on a retry, or a record written before this field existed.
+        stale_version: for an ``error``, the blob version of the last good entry, kept (not
+            expiring) so ``/entries`` and previews can still show it, marked stale; it is in no
+            manifest, so in no snapshot. ``None``: any other state, or no good entry before.
     """
 
     task_id: int
@@ -106,6 +122,7 @@ class EntryState:
     converted_at: str
     config_hash: str | None = None
     error_fingerprint: str | None = None
+    stale_version: str | None = None
 
 
 def dumps(value: Any) -> str:
@@ -154,8 +171,9 @@ def encode_entry(entry: Entry, source_updated_at: str) -> tuple[str, dict[str, b
     return digest.hexdigest(), fields
 
 
-def decode_entry(where: str, fields: dict[bytes, bytes]) -> StoredEntry:
-    """The entry held by the blob fields ``fields`` (``where`` names the blob in errors).
+def decode_entry(where: str, fields: dict[bytes, bytes], stale: bool = False) -> StoredEntry:
+    """The entry held by the blob fields ``fields`` (``where`` names the blob in errors);
+    ``stale``: see :class:`StoredEntry`.
 
     Raises:
         StoreError: a field is missing or does not decode.
@@ -174,6 +192,7 @@ def decode_entry(where: str, fields: dict[bytes, bytes]) -> StoredEntry:
             inst2class=inst2class,
             meta=meta,
             source_updated_at=raw["source_updated_at"].decode(),
+            stale=stale,
         )
     except (KeyError, ValueError, TypeError, AttributeError, zstandard.ZstdError) as exc:
         raise StoreError(f"{where}: stored entry is unreadable ({exc!r})") from exc
@@ -212,10 +231,52 @@ def decode_state(where: str, raw: bytes | str) -> EntryState:
     Raises:
         StoreError: not a state record.
     """
+    return _decode(where, raw, EntryState, "state")
+
+
+def peek_state(raw: bytes | str) -> tuple[str, str | None]:
+    """``(status, stale_version)`` of a stored state record without decoding it whole; status
+    ``unreadable`` (and no version) for a record that is not one: it must not block deletes."""
+    try:
+        data = json.loads(raw)
+        status, stale = data.get("status"), data.get("stale_version")
+    except (ValueError, AttributeError):
+        return "unreadable", None
+    if not isinstance(status, str) or not status:
+        return "unreadable", None
+    return status, stale if is_version(stale) else None
+
+
+def encode_failure(failure: Failure) -> str:
+    """The JSON text of a failure record."""
+    return dumps(asdict(failure))
+
+
+def decode_failure(where: str, raw: bytes | str) -> Failure:
+    """The failure record stored as ``raw``.
+
+    Raises:
+        StoreError: not a failure record.
+    """
+    failure = _decode(where, raw, Failure, "failure")
+    if not (
+        isinstance(failure.task_id, int)
+        and isinstance(failure.key, str | None)
+        and isinstance(failure.message, str)
+    ):  # snapshots sort and print them
+        raise StoreError(f"{where}: failure record is unreadable ({failure!r})")
+    return failure
+
+
+_Record = TypeVar("_Record", EntryState, Failure)
+
+
+def _decode(where: str, raw: bytes | str, kind: type[_Record], what: str) -> _Record:
+    """The ``kind`` record stored as ``raw``, the JSON object of its fields."""
     try:
         data = json.loads(raw)
         # a field missing from an older record takes its default; a required one raises
-        fields = [name for name in EntryState.__dataclass_fields__ if name in data]
-        return EntryState(**{name: data[name] for name in fields})
+        fields = [name for name in kind.__dataclass_fields__ if name in data]
+        return kind(**{name: data[name] for name in fields})
     except (KeyError, ValueError, TypeError) as exc:
-        raise StoreError(f"{where}: state record is unreadable ({exc!r})") from exc
+        raise StoreError(f"{where}: {what} record is unreadable ({exc!r})") from exc

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from redis.client import Pipeline
 
 from ._store_base import StoreBase, utc_now
-from ._store_codec import StoreError, dumps, text
+from ._store_codec import StoreError, dumps, peek_state, text
 
 __all__ = ["ProjectIndex", "ProjectRecord", "config_hash"]
 
@@ -85,25 +85,28 @@ class ProjectIndex(StoreBase):
             raise StoreError(f"{where}: project record is unreadable ({exc!r})") from exc
 
     def drop_project(self, project: int) -> None:
-        """Forget the project; its entry blobs expire after the grace period."""
-        manifest = self._keys.manifest(project)
+        """Forget the project; its entry blobs (current, and the stale ones failed tasks keep)
+        expire after the grace period."""
+        manifest, states = self._keys.manifest(project), self._keys.states(project)
 
         def drop(pipe: Pipeline) -> None:
-            versions = pipe.hgetall(manifest)
+            versions = [(t, text(v)) for t, v in pipe.hgetall(manifest).items()]
+            versions += [(t, peek_state(raw)[1]) for t, raw in pipe.hgetall(states).items()]
             pipe.multi()
-            for task, version in versions.items():
-                blob = self._keys.blob(project, int(task), str(text(version)))
-                pipe.expire(blob, self.grace_seconds)
+            for task, version in versions:
+                if version is not None:
+                    pipe.expire(self._keys.blob(project, int(task), version), self.grace_seconds)
             pipe.delete(
                 manifest,
-                self._keys.states(project),
+                states,
+                self._keys.failures(project),
                 self._keys.deleted(project),
                 self._keys.status_counts(project),
                 self._keys.project(project),
             )
             pipe.srem(self._keys.projects(), project)
 
-        self._transact([manifest], drop)
+        self._transact([manifest, states], drop)
         self._forget_annotations_where(lambda where: where.startswith(f"{project}:"))
 
     def index_annotations(

@@ -3,8 +3,9 @@ from :func:`worker.runtime.current`, results are JSON (shown in rq-dashboard).
 
 ``sync_task`` pulls the task's CURRENT state from Label Studio, whatever the event said:
 webhook payloads can be stale or reordered. Its result is one of ``ok`` (entry stored),
-``empty`` (no usable annotation: no entry), ``error`` (recorded in the task's state, the last
-good entry kept), ``stale`` (a newer state was stored meanwhile) or ``dropped`` (the task is
+``empty`` (no usable annotation: no entry), ``error`` (recorded in the task's state: snapshots
+list it instead of an entry, as ``convert`` does, and the last good entry is kept only for
+review), ``stale`` (a newer state was stored meanwhile) or ``dropped`` (the task is
 gone from Label Studio or from this project).
 
 Debounce: before clearing the task's pending flag the job waits (at most
@@ -23,7 +24,7 @@ a task with no usable annotation has none.)
 
 Images: the image is read (from ``LS_PANOPTIC_IMAGES_DIR``) or downloaded (from Label Studio)
 only when the mask depends on it: ``orientation=file`` (the EXIF orientation rotates the mask)
-or an annotation without area regions (the image gives the size). Otherwise the regions'
+or an annotation none of whose results gives the size (the image gives it). Otherwise the results'
 ``original_width``/``original_height`` give the display-frame size, so the mask is the same
 bytes with or without the image, and a sync costs no image transfer. The EXIF consistency
 check of the batch CLI (``--images``) is therefore not made live.
@@ -57,12 +58,13 @@ from pathlib import Path
 from typing import Any
 
 from ls_panoptic.convert import convert_task
-from ls_panoptic.errors import ImageError, PanopticError
+from ls_panoptic.errors import PanopticError
 from ls_panoptic.labels import LabelSet
 from ls_panoptic.model import Annotation, ConvertOptions, Entry, Task
 from ls_panoptic.naming import image_key, image_url
-from ls_panoptic.parse import parse_result
+from ls_panoptic.parse import declared_size
 from ls_panoptic.selection import select_annotation
+from ls_panoptic.sidecar import failure_message
 
 from . import reconcile, runtime
 from .labelstudio import (
@@ -120,14 +122,14 @@ def sync_task(project: int, task_id: int) -> str:
     except (LabelStudioUnavailable, LabelStudioAuthError):
         raise
     except _ConversionFailed as failed:  # the same inputs fail the same way: see module doc
-        message = _message(task_id, failed.cause)
+        message = failure_message(task_id, failed.cause)  # the batch's words, for live = batch
         fingerprint = reconcile.failure_fingerprint(
             task, failed.annotation, config_hash, rt.options
         )
-        rt.store.record_error(project, task_id, message, observed, fingerprint)
+        rt.store.record_error(project, task_id, message, observed, fingerprint, failed.key)
         return "error"
     except (PanopticError, LabelStudioError, ValueError) as exc:  # a retry may mend these
-        rt.store.record_error(project, task_id, _message(task_id, exc), observed)
+        rt.store.record_error(project, task_id, failure_message(task_id, exc), observed)
         return "error"
 
 
@@ -172,17 +174,16 @@ def resync_all() -> dict[str, Any]:
 
 class _ConversionFailed(Exception):
     """The conversion of the selected ``annotation`` failed (``cause``): the same inputs would
-    fail the same way (its fingerprint is taken only then, off the successful path)."""
+    fail the same way (its fingerprint is taken only then, off the successful path). ``key``:
+    the image key it was for (``None`` when the image URL gave none), which snapshots list."""
 
-    def __init__(self, cause: PanopticError | ValueError, annotation: Annotation) -> None:
+    def __init__(
+        self, cause: PanopticError | ValueError, annotation: Annotation, key: str | None
+    ) -> None:
         super().__init__(str(cause))
         self.cause = cause
         self.annotation = annotation
-
-
-def _message(task_id: int, exc: Exception) -> str:
-    """A failure's recorded message, naming the task once."""
-    return str(exc) if isinstance(exc, ImageError) else f"task {task_id}: {exc}"
+        self.key = key
 
 
 def _convert(rt: runtime.Runtime, task: Task, labels: LabelSet) -> Entry | None:
@@ -198,22 +199,23 @@ def _convert(rt: runtime.Runtime, task: Task, labels: LabelSet) -> Entry | None:
     annotation = select_annotation(task, options.annotation, options.use_predictions)
     if annotation is None:
         return None
+    key: str | None = None
     try:
         url = image_url(task.data, labels.image_value)
         key = image_key(url, options.key, task.id)
-        if not _needs_image(annotation, options, task.id):
+        if not _needs_image(annotation, options):
             return convert_task(task, key, labels, options)
     except (PanopticError, ValueError) as exc:
-        raise _ConversionFailed(exc, annotation) from exc
+        raise _ConversionFailed(exc, annotation, key) from exc
     with tempfile.TemporaryDirectory(dir=rt.scratch_dir) as folder:
         # not fingerprinted: a download may pass later, a file may be replaced (module doc)
         image = rt.labelstudio.image_info(url, Path(folder), task_id=task.id)
         try:
             return convert_task(task, key, labels, options, image)
         except PanopticError as exc:
-            raise _ConversionFailed(exc, annotation) from exc
+            raise _ConversionFailed(exc, annotation, key) from exc
 
 
-def _needs_image(annotation: Annotation, options: ConvertOptions, task_id: int | None) -> bool:
+def _needs_image(annotation: Annotation, options: ConvertOptions) -> bool:
     """Whether the mask depends on the image file (see module doc)."""
-    return options.orientation == "file" or not parse_result(annotation.result, task_id).regions
+    return options.orientation == "file" or declared_size(annotation.result) is None

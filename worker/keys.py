@@ -6,7 +6,8 @@
     {prefix}:annotations                    HASH    annotation id -> "project:task_id"
     {prefix}:events                         HASH    event type -> count (for /metrics)
     {prefix}:p:{project}:project            HASH    label_config, config_hash, id2label, updated_at
-    {prefix}:p:{project}:manifest           HASH    task id -> version of its current entry blob
+    {prefix}:p:{project}:manifest           HASH    task id -> version of its entry in snapshots
+    {prefix}:p:{project}:failures           HASH    task id -> JSON failure of a task in error
     {prefix}:p:{project}:states             HASH    task id -> JSON status record
     {prefix}:p:{project}:deleted            HASH    task id -> Redis time it was deleted (tombstone)
     {prefix}:p:{project}:status_counts      HASH    status -> how many states have it (/metrics)
@@ -24,11 +25,16 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["DEFAULT_PREFIX", "Keys"]
+__all__ = ["DEFAULT_PREFIX", "Keys", "is_version"]
 
 DEFAULT_PREFIX = "lsp"
 _PREFIX = re.compile(r"[A-Za-z0-9_.:-]+")
 _VERSION = re.compile(r"[0-9a-f]{1,64}")
+
+
+def is_version(value: object) -> bool:
+    """Whether ``value`` can be an entry blob's version (see :meth:`Keys.blob`)."""
+    return isinstance(value, str) and _VERSION.fullmatch(value) is not None
 
 
 def _id(value: int, what: str) -> int:
@@ -69,8 +75,15 @@ class Keys:
         return self.project_prefix(project) + "project"
 
     def manifest(self, project: int) -> str:
-        """HASH task id -> version id of the task's current entry blob."""
+        """HASH task id -> version id of the task's current entry blob: the entries a snapshot
+        holds (a failed task's last good entry is not here: ``EntryState.stale_version``)."""
         return self.project_prefix(project) + "manifest"
+
+    def failures(self, project: int) -> str:
+        """HASH task id -> JSON ``{task_id, key, message}`` of each task whose state is
+        ``error``: what a snapshot lists in place of an entry. Written with the states, in the
+        same transactions, so a snapshot pins it with the manifest at one instant."""
+        return self.project_prefix(project) + "failures"
 
     def states(self, project: int) -> str:
         """HASH task id -> JSON status record."""
@@ -88,7 +101,7 @@ class Keys:
 
     def blob(self, project: int, task_id: int, version: str) -> str:
         """HASH: one immutable stored entry (see :mod:`worker.store`)."""
-        if not isinstance(version, str) or not _VERSION.fullmatch(version):
+        if not is_version(version):
             raise ValueError(f"entry version must be lower-case hex, not {version!r}")
         return f"{self.project_prefix(project)}blob:{_id(task_id, 'task id')}:{version}"
 

@@ -10,12 +10,16 @@ leaves a tombstone (the time it was known gone) that counts as its state until a
 replaces it, so a sync that pulled the task just before the delete cannot bring it back; resyncs
 forget tombstones after a day. Nothing read from Redis is unpickled: it holds JSON text and
 zstd bytes only.
+
+Live = batch, also on failure: a task whose latest conversion failed leaves the manifest (so
+every snapshot leaves it out, as ``convert`` does) and enters the project's ``failures`` (which
+snapshots list), in the same transaction as its state. Its last good blob stays, unexpiring, as
+the state's ``stale_version`` for ``/entries`` and previews, until the task's next state.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any, BinaryIO
@@ -24,6 +28,7 @@ from redis.client import Pipeline
 
 from ls_panoptic.model import Entry
 from ls_panoptic.selection import parse_timestamp
+from ls_panoptic.sidecar import Failure
 
 from . import _store_snapshot
 from ._store_base import DEFAULT_GRACE_SECONDS, utc_now
@@ -34,7 +39,9 @@ from ._store_codec import (
     decode_entry,
     decode_state,
     encode_entry,
+    encode_failure,
     encode_state,
+    peek_state,
     text,
 )
 from ._store_projects import ProjectIndex, ProjectRecord, config_hash
@@ -102,20 +109,26 @@ class Store(ProjectIndex):
         return self._update_task(project, task_id, update)
 
     def get_entry(self, project: int, task_id: int) -> StoredEntry | None:
-        """The task's current entry (its mask a fresh ``uint32`` array), or ``None``.
+        """The task's entry (its mask a fresh ``uint32`` array), or ``None``: the current one,
+        else, while its latest conversion fails, its last good one (``stale``).
 
         Raises:
             StoreError: the stored entry is unreadable.
         """
-        blob = ""
-        for _attempt in range(3):  # the manifest may move on between the two reads
-            version = text(self._redis.hget(self._keys.manifest(project), str(task_id)))
+        blob, field = "", str(task_id)
+        for _attempt in range(3):  # the task may move on between the reads
+            with self._redis.pipeline(transaction=True) as pipe:
+                pipe.hget(self._keys.manifest(project), field)
+                pipe.hget(self._keys.states(project), field)
+                current, state = pipe.execute()
+            kept = peek_state(state)[1] if current is None and state is not None else None
+            version = text(current) or kept
             if version is None:
                 return None
             blob = self._keys.blob(project, task_id, version)
             fields = self._redis.hgetall(blob)
             if fields:
-                return decode_entry(blob, fields)  # type: ignore[arg-type]  # bytes client
+                return decode_entry(blob, fields, stale=kept is not None)  # type: ignore[arg-type]
         raise StoreError(f"{blob}: the manifest points at a missing blob")
 
     def mark_empty(self, project: int, task_id: int, source_updated_at: str) -> bool:
@@ -142,8 +155,11 @@ class Store(ProjectIndex):
         message: str,
         source_updated_at: str | None,
         fingerprint: str | None = None,
+        key: str | None = None,
     ) -> None:
-        """The task failed to convert: state ``error``; its last good entry stays.
+        """The task failed to convert: state ``error``, listed by snapshots (as ``key``: the
+        image key the failed conversion was for, ``None`` when unknown) instead of its entry;
+        its last good entry stays for review (``stale_version``; see module doc).
 
         Ignored when a newer state is stored. Without a timestamp (the task could not even be
         fetched) the stored one is kept, so a stale success cannot slip in afterwards.
@@ -151,6 +167,7 @@ class Store(ProjectIndex):
         (``EntryState.error_fingerprint``); ``None`` for one a retry may mend.
         """
         stamp = _stamp(source_updated_at) if source_updated_at else None
+        failure = Failure(task_id, key, message[:MAX_ERROR_CHARS])
 
         def update(pipe: Pipeline, old: EntryState | None, current: str | None) -> bool:
             if stamp is not None and _newer(old, stamp):
@@ -160,11 +177,13 @@ class Store(ProjectIndex):
             state = EntryState(
                 task_id, old.key if old else None, old.annotation_id if old else None,
                 source_updated_at or (old.updated_at if old else None), "error",
-                message[:MAX_ERROR_CHARS], utc_now(), old.config_hash if old else None,
-                fingerprint,
+                failure.message, utc_now(), old.config_hash if old else None, fingerprint,
+                current or (old.stale_version if old else None),
             )  # fmt: skip
             pipe.multi()
-            self._put_state(pipe, project, state, old)
+            if current is not None:  # out of snapshots; kept (not expired) for review
+                pipe.hdel(self._keys.manifest(project), str(task_id))
+            self._put_state(pipe, project, state, old, failure)
             return True
 
         self._update_task(project, task_id, update)
@@ -187,21 +206,22 @@ class Store(ProjectIndex):
 
         def delete(pipe: Pipeline) -> int:
             versions = [text(v) for v in pipe.hmget(manifest, fields)]
-            recorded = pipe.hmget(states, fields)
-            known = sum(
-                v is not None or s is not None for v, s in zip(versions, recorded, strict=True)
-            )
-            gone = Counter(_status(raw) for raw in recorded if raw is not None)
+            recorded = [peek_state(raw) if raw is not None else None
+                        for raw in pipe.hmget(states, fields)]  # fmt: skip
+            gone = Counter(peeked[0] for peeked in recorded if peeked is not None)
             pipe.multi()
-            pipe.hdel(manifest, *fields)
-            pipe.hdel(states, *fields)
+            for where in (manifest, states, self._keys.failures(project)):
+                pipe.hdel(where, *fields)
             for status, count in gone.items():
                 pipe.hincrby(self._keys.status_counts(project), status, -count)
             pipe.hset(tombstones, mapping=dict.fromkeys(fields, deleted_at))
-            for task_id, version in zip(ids, versions, strict=True):
-                if version is not None:
-                    pipe.expire(self._keys.blob(project, task_id, version), self.grace_seconds)
-            return known
+            for task_id, version, peeked in zip(ids, versions, recorded, strict=True):
+                for blob in (version, peeked[1] if peeked else None):  # current, or kept
+                    if blob is not None:
+                        pipe.expire(self._keys.blob(project, task_id, blob), self.grace_seconds)
+            return sum(
+                v is not None or p is not None for v, p in zip(versions, recorded, strict=True)
+            )
 
         count = self._transact([manifest, states, tombstones], delete)
         targets = {f"{project}:{t}" for t in ids}
@@ -227,7 +247,7 @@ class Store(ProjectIndex):
             return {status: n for status, n in sorted(counts.items()) if n > 0}
 
         def recount(pipe: Pipeline) -> dict[str, int]:
-            found = Counter(_status(value) for value in pipe.hvals(states))
+            found = Counter(peek_state(value)[0] for value in pipe.hvals(states))
             pipe.multi()
             pipe.delete(counts_key)
             if found:
@@ -301,23 +321,34 @@ class Store(ProjectIndex):
         state: EntryState,
         old: EntryState | None,
     ) -> None:
-        """Queue: manifest -> ``version`` (or none), the superseded blob expires, the state
-        replacing ``old`` (counted: :meth:`status_counts`)."""
+        """Queue: manifest -> ``version`` (or none), the superseded blobs expire (current, or
+        the stale one a failure kept), the state replacing ``old`` (counted:
+        :meth:`status_counts`)."""
         field = str(task_id)
         if version is None:
             pipe.hdel(self._keys.manifest(project), field)
         else:
             pipe.hset(self._keys.manifest(project), field, version)
-        if current is not None and current != version:
-            pipe.expire(self._keys.blob(project, task_id, current), self.grace_seconds)
+        for superseded in {current, old.stale_version if old else None} - {version, None}:
+            pipe.expire(self._keys.blob(project, task_id, str(superseded)), self.grace_seconds)
         self._put_state(pipe, project, state, old)
 
     def _put_state(
-        self, pipe: Pipeline, project: int, state: EntryState, old: EntryState | None
+        self,
+        pipe: Pipeline,
+        project: int,
+        state: EntryState,
+        old: EntryState | None,
+        failure: Failure | None = None,
     ) -> None:
-        """Queue: ``state`` replaces ``old`` (a tombstone is no state, and goes), counted."""
+        """Queue: ``state`` replaces ``old`` (a tombstone is no state, and goes), counted; the
+        task's ``failure`` (given for an ``error`` only) replaces its listed one, if any."""
         field = str(state.task_id)
         pipe.hset(self._keys.states(project), field, encode_state(state))
+        if failure is None:
+            pipe.hdel(self._keys.failures(project), field)
+        else:
+            pipe.hset(self._keys.failures(project), field, encode_failure(failure))
         pipe.hdel(self._keys.deleted(project), field)
         pipe.sadd(self._keys.projects(), project)
         before = old.status if old is not None and old.status != "deleted" else None
@@ -326,15 +357,6 @@ class Store(ProjectIndex):
             if before is not None:
                 pipe.hincrby(counts, before, -1)
             pipe.hincrby(counts, state.status, 1)
-
-
-def _status(raw: bytes | str) -> str:
-    """A stored state record's status, ``unreadable`` when it has none."""
-    try:
-        status = json.loads(raw).get("status")
-    except (ValueError, AttributeError):
-        return "unreadable"
-    return status if isinstance(status, str) and status else "unreadable"
 
 
 def _deletion_time(raw: str | None) -> dt.datetime | None:
