@@ -4,7 +4,10 @@ it. (The test Redis is the ``redis_url`` / ``redis_client`` fixtures of ``tests/
 
 - :class:`LiveProject`: one Label Studio project, its images on disk, and the check every test
   ends with: the store's snapshot (``ls-panoptic snapshot``) byte for byte against the batch
-  conversion (``ls-panoptic convert``) of a fresh Label Studio export.
+  conversion (``ls-panoptic convert``) of a fresh Label Studio export, the failures both
+  sidecars list included.
+- :func:`relabel` and :data:`UNLISTED_LABEL`: results whose labels the test draws, and a label
+  outside every label config of these tests (an annotation carrying it fails to convert).
 - :func:`service_settings`, :func:`served_settings`: the settings the tests run the service with
   (the latter for ``serve`` and ``worker`` as processes: random tokens, no periodic resync).
 - :func:`run_resync`: ``ls-panoptic resync --wait``;
@@ -23,7 +26,7 @@ import json
 import pickle
 import secrets
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,9 +58,11 @@ from .scene import plant_result as plant
 
 __all__ = [
     "PREFIX",
+    "UNLISTED_LABEL",
     "LiveProject",
     "assert_manifest_complete",
     "open_live_project",
+    "relabel",
     "run_resync",
     "served_settings",
     "service_settings",
@@ -66,6 +71,17 @@ __all__ = [
 
 PREFIX = "lspe2e"
 QUEUE = "lsp-e2e"
+#: a label outside every label config here: Label Studio's API stores it, converting it fails
+UNLISTED_LABEL = "unlisted"
+
+
+def relabel(result: list[dict[str, Any]], choose: Callable[[], str]) -> list[dict[str, Any]]:
+    """``result`` with each labelled region's label replaced by ``choose()`` (in place)."""
+    for item in result:
+        kind = item["type"]
+        if kind.endswith("labels") and kind in item["value"]:
+            item["value"][kind] = [choose()]
+    return result
 
 
 @dataclass
@@ -105,9 +121,14 @@ class LiveProject:
         self.tasks.update(found)
         return found
 
-    def annotate(self, name: str, seed: int, variant: int, skipped: bool = False) -> int:
+    def annotate(
+        self, name: str, seed: int, variant: int, skipped: bool = False, label: str | None = None
+    ) -> int:
+        """A new annotation of image ``name``; ``label``: every region's label."""
         time.sleep(0.02)  # Label Studio stamps with microseconds: keep updated_at ordered
         result = plant(ResultBuilder(*self.sizes[name], seed=seed), variant)
+        if label is not None:
+            relabel(result, lambda: label)
         made = self.ls.create_annotation(self.tasks[name], result, was_cancelled=skipped)
         return int(made["id"])
 
@@ -149,11 +170,10 @@ class LiveProject:
         config = folder / "label_config.xml"
         config.write_text(self.ls.get_project(self.project)["label_config"])
         output = folder / "snapshot.pkl"
-        report, _labels = run_convert(
+        run_convert(
             str(export), output, self.images_dir, config, None,
             self.rt.options, strict=False, show_progress=False,
         )  # fmt: skip
-        assert not report.failures, report.failures
         return output.read_bytes(), json.loads((folder / "snapshot.meta.json").read_text())
 
     def env(self) -> dict[str, str]:
@@ -171,14 +191,22 @@ class LiveProject:
         output = self.root / f"live-{step}.pkl"
         args = ["--project", str(self.project), "--output", str(output)]
         outcome = CliRunner().invoke(snapshot, args, env=self.env(), catch_exceptions=False)
-        assert outcome.exit_code == 0, outcome.output
-        return output.read_bytes(), json.loads(output.with_suffix(".meta.json").read_text())
+        sidecar = json.loads(output.with_suffix(".meta.json").read_text())
+        # as convert: 1 when some tasks failed (the others are written), else 0
+        assert outcome.exit_code == (1 if sidecar["failures"] else 0), outcome.output
+        return output.read_bytes(), sidecar
 
     def assert_store_equals_batch(
-        self, step: str, expected: set[str] | None = None, export_file: bytes | None = None
-    ) -> None:
+        self,
+        step: str,
+        expected: set[str] | None = None,
+        export_file: bytes | None = None,
+        failed: frozenset[str] | None = frozenset(),
+    ) -> dict[str, Any]:
         """The store's snapshot is the batch conversion (of a fresh JSON export, or of
-        ``export_file``), bit for bit (and holds ``expected``)."""
+        ``export_file``), bit for bit (and holds ``expected``), and both sidecars list the same
+        failures: those of the images ``failed`` (``None``: any failures). Returns the store's
+        sidecar."""
         live_bytes, live_meta = self.live(step)
         batch_bytes, batch_meta = self.batch(step, export_file)
         live, batch = pickle.loads(live_bytes), pickle.loads(batch_bytes)
@@ -191,6 +219,9 @@ class LiveProject:
             assert live[key]["inst2class"] == entry["inst2class"], key
         assert live_meta["id2label"] == batch_meta["id2label"]
         assert live_bytes == batch_bytes  # bit for bit, entry order and dict order included
+        assert live_meta["failures"] == batch_meta["failures"]  # task, key and reason alike
+        assert failed is None or {f["key"] for f in batch_meta["failures"]} == failed
+        return live_meta
 
     def assert_blobs_whole(self) -> None:
         """No entry half-written: the manifest points at whole blobs only."""

@@ -8,9 +8,11 @@ the events, sends 15% twice and holds 40% of the copies back up to 3 s, so event
 and out of order. A seeded random sequence of operations runs against Label Studio: annotate,
 update, delete an annotation, skip (``was_cancelled``), delete a task, import tasks (files, or
 JSON records that carry annotations), add a label to the label config (at a random place, so
-class ids shift). Then the relay settles, ``resync --wait`` runs, and the store's snapshot must
-be the batch conversion of Label Studio's export, bit for bit, and every manifest entry must
-point at a whole blob.
+class ids shift). Some annotations made or updated carry a label outside the label config
+(:data:`FAILING`): they fail to convert, in the store as in the batch. Then the relay settles,
+``resync --wait`` runs, and the store's snapshot must be the batch conversion of Label Studio's
+export, bit for bit, both sidecars must list the same failed tasks with the same reasons, and
+every manifest entry must point at a whole blob.
 
 Sizes: ``--convergence-trials N --convergence-ops M`` (CI: 2 x 12), ``--convergence-seed S``
 (trial i uses S+i; default random). A failure names the seed, every operation and what the
@@ -35,8 +37,10 @@ from worker.settings import Settings
 from ._relay import RelayPolicy, WebhookRelay
 from ._services import backend_process, free_port, worker_process
 from ._sync_helpers import (
+    UNLISTED_LABEL,
     LiveProject,
     open_live_project,
+    relabel,
     run_resync,
     served_settings,
     small_image,
@@ -56,6 +60,8 @@ KINDS: dict[str, int] = {
 }  # fmt: skip
 #: display sizes of the images made during a trial
 SMALL_SIZES = ((160, 120), (200, 150), (120, 160))
+#: share of the results made that carry a label outside the label config (and so fail)
+FAILING = 0.2
 
 
 @dataclass(frozen=True)
@@ -103,6 +109,7 @@ class Scenario:
     annotations: dict[int, int] = field(default_factory=dict)  # annotation id -> task id
     steps: list[tuple[str, int, int]] = field(default_factory=list)  # what, relay events
     made: int = 0
+    failed: int = 0  # tasks both final sidecars list as failed
 
     def step(self, kind: str) -> None:
         """Run one operation of ``kind`` (or the nearest one possible); remember which
@@ -139,25 +146,28 @@ class Scenario:
         name = self.rng.choice(sorted(self.live.tasks))
         return name, self.live.tasks[name]
 
-    def _result(self, name: str) -> list[dict[str, Any]]:
+    def _result(self, name: str) -> tuple[list[dict[str, Any]], str]:
+        """A result for image ``name``, and how the log names it (one that fails says so)."""
         width, height = self.live.sizes[name]
         builder = ResultBuilder(width, height, seed=self.rng.randrange(1 << 30))
-        result = plant_result(builder, self.rng.randrange(4))
-        for item in result:
-            kind = item["type"]
-            if kind.endswith("labels") and kind in item["value"]:
-                item["value"][kind] = [self.rng.choice(self.labels)]
+        result = relabel(
+            plant_result(builder, self.rng.randrange(4)), lambda: self.rng.choice(self.labels)
+        )
+        failing = self.rng.random() < FAILING
+        if failing:  # one area region (keypoints paint none): the rest stays plausible
+            areas = [item for item in result if item["type"] not in ("keypointlabels", "choices")]
+            relabel([self.rng.choice(areas)], lambda: UNLISTED_LABEL)
         time.sleep(0.02)  # Label Studio stamps with microseconds: keep updated_at ordered
-        return result
+        return result, f" (with label {UNLISTED_LABEL!r})" if failing else ""
 
     def annotate(self, skipped: bool = False) -> str:
         name, task = self._task()
         empty = skipped and self.rng.random() < 0.5  # the editor's Skip sends no regions
-        result = [] if empty else self._result(name)
+        result, failing = ([], "") if empty else self._result(name)
         made = int(self.live.ls.create_annotation(task, result, was_cancelled=skipped)["id"])
         self.annotations[made] = task
         what = "skip" if skipped else "annotate"
-        return f"{what} task {task} ({name}) -> annotation {made}"
+        return f"{what} task {task} ({name}) -> annotation {made}{failing}"
 
     def skip(self) -> str:
         return self.annotate(skipped=True)
@@ -166,8 +176,9 @@ class Scenario:
         annotation = self.rng.choice(sorted(self.annotations))
         task = self.annotations[annotation]
         name = next(n for n, t in self.live.tasks.items() if t == task)
-        self.live.ls.update_annotation(annotation, self._result(name))
-        return f"update annotation {annotation} of task {task} ({name})"
+        result, failing = self._result(name)
+        self.live.ls.update_annotation(annotation, result)
+        return f"update annotation {annotation} of task {task} ({name}){failing}"
 
     def delete_annotation(self) -> str:
         annotation = self.rng.choice(sorted(self.annotations))
@@ -200,7 +211,7 @@ class Scenario:
             self.live.add_image(image)
             url = f"/data/upload/{self.live.project}/{self.rng.getrandbits(32):08x}-{image.name}"
             annotations = [
-                {"result": self._result(image.name), "was_cancelled": self.rng.random() < 0.2}
+                {"result": self._result(image.name)[0], "was_cancelled": self.rng.random() < 0.2}
                 for _ in range(self.rng.randint(0, 2))
             ]
             records.append({"data": {"image": url}, "annotations": annotations})
@@ -253,7 +264,8 @@ def _trial(
                 scenario.step(kind)
             relay.settle()
             resynced = run_resync(live)
-            live.assert_store_equals_batch("final")
+            final = live.assert_store_equals_batch("final", failed=None)  # any, but alike
+            scenario.failed = len(final["failures"])
             live.assert_blobs_whole()
         except Exception as exc:  # pytest.fail's exception is no Exception: not caught here
             report = _report(seed, operations, scenario, resynced, root, exc)
@@ -295,6 +307,7 @@ def test_resync_converges_whatever_happens_to_webhooks(
     for trial in range(trials):
         scenario = _trial(stack, label_studio, ls_client, redis_client, seed + trial, operations)
         print(f"trial {trial + 1}, seed {seed + trial}:", *scenario.log(), sep="\n")
+        print(f"converged with {scenario.failed} failed task(s), listed alike in both sidecars")
         events += len(scenario.relay.events)
         dropped += sum(not event.delays for event in scenario.relay.events)
     print(f"convergence: {events} webhooks relayed, {dropped} dropped; all trials converged")

@@ -5,7 +5,7 @@ enqueued by hand through the ``Dispatcher`` (or deliberately not: a lost webhook
 run in-process in an rq ``SimpleWorker`` (JSON serializer, burst mode). After each step the
 store's snapshot (written by ``ls-panoptic snapshot``) must be byte-identical to the batch
 conversion (``ls-panoptic convert``'s ``run_convert``) of Label Studio's own export of the
-project at that moment.
+project at that moment, and both sidecars must list the same failed tasks, with the same reasons.
 """
 
 from __future__ import annotations
@@ -20,7 +20,13 @@ from cli.labelstudio_server import LabelStudioServer
 from worker import reconcile
 
 from ._services import service_process
-from ._sync_helpers import LiveProject, open_live_project, run_resync, service_settings
+from ._sync_helpers import (
+    UNLISTED_LABEL,
+    LiveProject,
+    open_live_project,
+    run_resync,
+    service_settings,
+)
 from .lsclient import LabelStudioClient
 from .scene import EXIF_JPEG, PLAIN_JPEG, PNG, SKIPPED_ONLY, UNLABELED, make_images
 
@@ -132,3 +138,38 @@ def test_resync_repairs_lost_webhooks(live_project: LiveProject) -> None:
     assert repaired is not None and repaired.source_updated_at > stale.source_updated_at
     summary = reconcile.resync(live.rt, live.project)
     assert (summary["to_sync"], summary["dropped"]) == (0, 0)  # now in agreement
+
+
+def test_a_failing_annotation_leaves_the_task_out_of_both_snapshots(
+    live_project: LiveProject,
+) -> None:
+    """An annotation with a label outside the label config (Label Studio's API stores it) over a
+    good one: the store's snapshot leaves the task out and its sidecar lists it, exactly as
+    ``convert`` does with a fresh export; the last good entry stays for review, marked stale."""
+    live = live_project
+    ids = _annotate_all(live)
+    _sync_all(live)
+    task = live.tasks[EXIF_JPEG]
+    bad = live.annotate(EXIF_JPEG, 12, 0, label=UNLISTED_LABEL)  # the newest: the selected one
+    live.rt.dispatcher.sync_tasks(live.project, [task])  # ANNOTATION_CREATED
+    live.run_jobs()
+    sidecar = live.assert_store_equals_batch(
+        "failed", ANNOTATED - {EXIF_JPEG}, failed=frozenset({EXIF_JPEG})
+    )
+    (failure,) = sidecar["failures"]
+    assert (failure["task_id"], failure["key"]) == (task, EXIF_JPEG)
+    assert f"label {UNLISTED_LABEL!r} is not in the label set" in failure["message"]
+    assert EXIF_JPEG not in sidecar["entries"]
+    stale = live.rt.store.get_entry(live.project, task)
+    assert stale is not None and stale.stale and stale.meta["annotation_id"] == ids["exif"]
+    state = {s.task_id: s for s in live.rt.store.states(live.project)}[task]
+    assert (state.status, state.error) == ("error", failure["message"])
+    assert state.stale_version is not None
+    assert reconcile.resync(live.rt, live.project)["to_sync"] == 0  # it would fail alike
+
+    live.update(EXIF_JPEG, bad, 13, 1)  # mended: ANNOTATION_UPDATED
+    live.rt.dispatcher.sync_tasks(live.project, [task])
+    live.run_jobs()
+    live.assert_store_equals_batch("mended", ANNOTATED)
+    mended = live.rt.store.get_entry(live.project, task)
+    assert mended is not None and not mended.stale and mended.meta["annotation_id"] == bad
