@@ -72,7 +72,9 @@ def print_report(report: BatchReport, labels: LabelSet) -> None:
         if report.prediction_ids:
             _out.print(
                 f"  predictions listed by id only (as Label Studio's JSON export lists them): "
-                f"{report.prediction_ids}, ignored"
+                f"{report.prediction_ids}, ignored; to convert predictions (--predictions), "
+                "export them as objects: POST /api/projects/<id>/exports/ with "
+                '{"serialization_options": {"predictions": {"only_id": false}}}'
             )
         _out.print(
             f"  overlap: {report.overlapped_pixels} pixels hidden under other regions, "

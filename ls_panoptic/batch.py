@@ -54,6 +54,7 @@ class BatchReport:
     overlapped_pixels: int = 0
     warnings: list[str] = field(default_factory=list)
     aborted: bool = False
+    prediction_ids: int = 0
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,9 @@ def plan_keys(
     failures: list[Failure] = []
     owners: dict[str, list[int]] = {}
     for index, task in enumerate(tasks):
+        if task.problem is not None:  # unreadable as exported: fails alone, naming why
+            failures.append(Failure(task.id, None, str(ImageError(task.id, task.problem))))
+            continue
         if select_annotation(task, options.annotation, options.use_predictions) is None:
             continue
         try:
@@ -139,7 +143,8 @@ def _tally(report: BatchReport, outcome: Outcome) -> None:
         report.ignored.update(meta["ignored"])
         report.dropped_regions += len(meta["dropped_regions"])
         report.overlapped_pixels += meta["overlapped_pixels"]
-        report.warnings.extend(f"{outcome.key}: {w}" for w in meta["warnings"])
+        if meta["warnings"]:  # one line per image, however many regions it names
+            report.warnings.append(f"{outcome.key}: {'; '.join(meta['warnings'])}")
 
 
 def _sidecar(
@@ -170,6 +175,7 @@ def convert_tasks(
 ) -> BatchReport:
     """Convert ``tasks`` into the snapshot ``output`` and its sidecar; see module docstring."""
     report = BatchReport(output=output, sidecar=sidecar_path(output))
+    report.prediction_ids = sum(task.prediction_ids for task in tasks)
     keys, key_failures = plan_keys(tasks, labels, options)
     report.failures.extend(key_failures)
     if strict and key_failures:
