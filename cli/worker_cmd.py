@@ -23,11 +23,10 @@ from types import FrameType
 
 import click
 import redis
-from rq import Worker
 from rq.exceptions import StopRequested
 
 from worker import runtime
-from worker.jobqueue import SERIALIZER
+from worker.jobqueue import SERIALIZER, Worker
 from worker.labelstudio import LabelStudioError
 from worker.settings import Settings, SettingsError
 
@@ -46,7 +45,8 @@ RECONNECT_SECONDS = (1, 2, 4, 8, 15)
 
 
 class _Worker(Worker):
-    """rq's forking worker, remembering whether it was asked to stop (SIGTERM, SIGINT)."""
+    """The service's forking rq worker, remembering whether it was asked to stop (SIGTERM,
+    SIGINT)."""
 
     stop_asked = False
 

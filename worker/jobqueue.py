@@ -1,5 +1,5 @@
-"""How the service uses rq: its JSON serializer, its queue, and the timeouts and retries every
-job is enqueued with. :mod:`worker.queueing` decides what to enqueue, and when.
+"""How the service uses rq: its JSON serializer, its queue, its workers, and the timeouts and
+retries every job is enqueued with. :mod:`worker.queueing` decides what to enqueue, and when.
 
 Jobs name their function by dotted path (``worker.jobs.sync_task``: :func:`job_function`) and
 carry only ints, strings and lists, serialised as JSON (:class:`JobSerializer`, rq's JSON
@@ -15,6 +15,7 @@ import math
 from typing import Any
 
 import redis
+import rq
 from rq import Queue, Retry
 from rq.serializers import JSONSerializer
 
@@ -26,9 +27,13 @@ __all__ = [
     "DEFAULT_RETRY_INTERVALS",
     "DEFAULT_SYNC_TIMEOUT",
     "JOBS_MODULE",
+    "PUBSUB_POLL_SECONDS",
     "SERIALIZER",
     "SYNC_TIMEOUT_MARGIN",
+    "InProcessWorker",
     "JobSerializer",
+    "Worker",
+    "drain",
     "job_function",
     "make_queue",
     "retry_policy",
@@ -117,3 +122,47 @@ def retry_policy(intervals: tuple[int, ...]) -> Retry:
 def job_function(name: str) -> str:
     """The dotted path of the job function ``name`` (the backend never imports it)."""
     return f"{JOBS_MODULE}.{name}"
+
+
+#: seconds the thread that listens for rq's worker commands waits on Redis before it looks
+#: again whether it should stop (rq's own value: 60)
+PUBSUB_POLL_SECONDS = 1.0
+
+
+class _PromptTeardown:
+    """Listen for worker commands in short polls, so a worker stops in about a second.
+
+    rq subscribes every worker to its command channel with redis-py's ``PubSubWorkerThread``
+    polling every 60 s, and stops it with ``stop()``, which since redis-py 8 waits for the
+    thread: when the thread had just gone back into its poll, the worker's teardown (every
+    burst worker's end) blocked 60 s. Seen in about one burst worker in fifteen.
+    """
+
+    pubsub: Any
+    pubsub_thread: Any
+    connection: redis.Redis
+    pubsub_channel_name: str
+    handle_payload: Any
+    _pubsub_exception_handler: Any
+
+    def subscribe(self) -> None:
+        self.pubsub = self.connection.pubsub()
+        self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+        self.pubsub_thread = self.pubsub.run_in_thread(
+            sleep_time=PUBSUB_POLL_SECONDS,
+            daemon=True,
+            exception_handler=self._pubsub_exception_handler,
+        )
+
+
+class Worker(_PromptTeardown, rq.Worker):
+    """rq's forking worker (``ls-panoptic worker``), stopping promptly."""
+
+
+class InProcessWorker(_PromptTeardown, rq.SimpleWorker):
+    """rq's worker that runs jobs in its own process and thread (tests, benchmarks)."""
+
+
+def drain(queues: list[Queue], connection: redis.Redis) -> None:
+    """Run every job of ``queues`` in this process, and the jobs they enqueue, then return."""
+    InProcessWorker(queues, connection=connection, serializer=SERIALIZER).work(burst=True)
