@@ -37,7 +37,6 @@ import numpy as np
 import redis
 from click.testing import CliRunner
 from PIL import Image
-from rq import SimpleWorker
 
 from cli.connect import connect
 from cli.convert import run_convert
@@ -45,7 +44,7 @@ from cli.labelstudio_server import LabelStudioServer
 from cli.store_cmds import resync, snapshot
 from worker import runtime
 from worker._store_codec import BLOB_FIELDS, decode_entry, text
-from worker.jobqueue import SERIALIZER
+from worker.jobqueue import drain
 from worker.keys import Keys
 from worker.settings import Settings
 
@@ -157,7 +156,7 @@ class LiveProject:
 
     def run_jobs(self) -> None:
         queue = self.rt.dispatcher.queue
-        SimpleWorker([queue], connection=self.rt.redis, serializer=SERIALIZER).work(burst=True)
+        drain([queue], self.rt.redis)
         assert queue.failed_job_registry.count == 0
 
     def batch(self, step: str, export_file: bytes | None = None) -> tuple[bytes, dict[str, Any]]:

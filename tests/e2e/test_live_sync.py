@@ -2,8 +2,8 @@
 
 A project is built through Label Studio's REST API; the events a webhook would bring are
 enqueued by hand through the ``Dispatcher`` (or deliberately not: a lost webhook), and the jobs
-run in-process in an rq ``SimpleWorker`` (JSON serializer, burst mode). After each step the
-store's snapshot (written by ``ls-panoptic snapshot``) must be byte-identical to the batch
+run in-process in the service's rq ``InProcessWorker`` (JSON serializer, burst mode). After each
+step the store's snapshot (written by ``ls-panoptic snapshot``) must be byte-identical to the batch
 conversion (``ls-panoptic convert``'s ``run_convert``) of Label Studio's own export of the
 project at that moment, and both sidecars must list the same failed tasks, with the same reasons.
 """

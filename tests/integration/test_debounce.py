@@ -1,7 +1,7 @@
 """Debounce of bursts (``LS_PANOPTIC_DEBOUNCE_MS`` / ``_MAX_S``) and the label-config cache
 (``LS_PANOPTIC_CONFIG_TTL_S``), against a real Redis; Label Studio is a stub.
 
-The burst tests stream events from a thread while an rq ``SimpleWorker`` in burst mode
+The burst tests stream events from a thread while the service's in-process rq worker (burst mode)
 processes the queue in the main thread (rq installs signal handlers: main thread only), so
 jobs start while events still arrive, as with a live worker. They assert conversion counts
 only; the quiet period they use is several times the gaps between events, so a loaded machine
@@ -18,10 +18,9 @@ from typing import Any
 
 import pytest
 import redis
-from rq import SimpleWorker
 
 from worker import reconcile, runtime
-from worker.jobqueue import SERIALIZER
+from worker.jobqueue import drain
 from worker.settings import Settings
 
 from .stub_labelstudio import CONFIG, P, StubLabelStudio
@@ -65,7 +64,7 @@ def make_rt(redis_client: redis.Redis, stub: StubLabelStudio, tmp_path: Path) ->
 
 
 def run_burst(rt: runtime.Runtime) -> None:
-    SimpleWorker([rt.dispatcher.queue], connection=rt.redis, serializer=SERIALIZER).work(burst=True)
+    drain([rt.dispatcher.queue], rt.redis)
 
 
 def stream_while_working(

@@ -3,11 +3,10 @@ the next event takes it over once it is ``LOST_FLAG_GRACE`` seconds old (real Re
 
 from __future__ import annotations
 
-from rq import SimpleWorker
 from rq.job import Job
 
 from worker import runtime
-from worker.jobqueue import SERIALIZER
+from worker.jobqueue import SERIALIZER, drain
 from worker.queueing import DEFAULT_PENDING_TTL, LOST_FLAG_GRACE
 
 from .stub_labelstudio import P, StubLabelStudio
@@ -47,7 +46,7 @@ def test_an_aged_flag_without_its_job_is_taken_over_by_the_next_event(
     assert rt.dispatcher.queue.get_job_ids() == [new]
     assert rt.redis.ttl(key) > DEFAULT_PENDING_TTL - LOST_FLAG_GRACE  # a fresh flag
     assert rt.dispatcher.sync_tasks(P, [1]) == 0  # and it coalesces as usual
-    SimpleWorker([rt.dispatcher.queue], connection=rt.redis, serializer=SERIALIZER).work(burst=True)
+    drain([rt.dispatcher.queue], rt.redis)
     assert stub.pulls[1] == 1 and rt.store.get_entry(P, 1) is not None
 
 

@@ -1,5 +1,5 @@
 """The queue, the jobs and reconciliation against a real Redis, jobs run in-process by an rq
-``SimpleWorker`` in burst mode. Label Studio is a stub here (``StubLabelStudio``: tasks as
+``InProcessWorker`` in burst mode. Label Studio is a stub here (``StubLabelStudio``: tasks as
 Label Studio's API returns them); ``tests/e2e/test_live_sync.py`` runs the real one."""
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rq import Queue, SimpleWorker
+from rq import Queue
 from rq.job import Job, JobStatus
 
 from ls_panoptic.errors import ImageError
 from worker import jobs, reconcile, runtime
-from worker.jobqueue import DEFAULT_RETRY_INTERVALS, SERIALIZER
+from worker.jobqueue import DEFAULT_RETRY_INTERVALS, SERIALIZER, drain
 from worker.labelstudio import LabelStudioError
 
 from .stub_labelstudio import CONFIG, P, StubLabelStudio
@@ -43,7 +43,7 @@ def now() -> str:
 
 
 def run_burst(rt: runtime.Runtime) -> None:
-    SimpleWorker([rt.dispatcher.queue], connection=rt.redis, serializer=SERIALIZER).work(burst=True)
+    drain([rt.dispatcher.queue], rt.redis)
 
 
 def sync_and_run(rt: runtime.Runtime, task_ids: list[int]) -> None:

@@ -38,7 +38,6 @@ import pytest
 import redis
 from flask import Flask
 from flask.testing import FlaskClient
-from rq import SimpleWorker
 from rq.job import Job, JobStatus
 from rq.scheduler import RQScheduler
 
@@ -57,7 +56,7 @@ from tests.security.service import (
     bearer,
 )
 from worker import runtime
-from worker.jobqueue import SERIALIZER
+from worker.jobqueue import SERIALIZER, drain
 from worker.keys import Keys
 from worker.labelstudio import LabelStudioNotFound, ProjectInfo
 from worker.queueing import Dispatcher
@@ -299,9 +298,7 @@ def test_pickles_planted_in_redis_are_never_loaded(
     with runtime.activate(rt):  # the jobs: a sync, the planted one, a resync, index lookups
         honest = rt.dispatcher.enqueue_sync(PROJECT, 11)
         others = [rt.dispatcher.drop_annotations([913, 914, 5]), rt.dispatcher.resync_project(3)]
-        SimpleWorker([rt.dispatcher.queue], connection=redis_client, serializer=SERIALIZER).work(
-            burst=True
-        )
+        drain([rt.dispatcher.queue], redis_client)
     assert not marker.exists()
     refused = Job.fetch(planted, redis_client, SERIALIZER).get_status()
     assert refused in (JobStatus.FAILED, JobStatus.SCHEDULED)  # never run: failed, or retried
@@ -336,7 +333,7 @@ def test_pickles_planted_in_redis_are_never_loaded(
 
 def _simple_worker(rt: runtime.Runtime) -> None:
     queue = rt.dispatcher.queue
-    SimpleWorker([queue], connection=rt.redis, serializer=SERIALIZER).work(burst=True)
+    drain([queue], rt.redis)
 
 
 def _worker_command(rt: runtime.Runtime) -> None:  # ``ls-panoptic worker``: rq's forking worker

@@ -8,7 +8,7 @@ columns). The stub hands task JSON through the real client's translation
 ``LabelStudio.get_task`` would give them or raise, and what ``LabelStudio.list_tasks`` would
 yield. The real ``list_tasks`` is driven once more over HTTP (a mock transport speaking Label
 Studio's task list API), malformed tasks and a 503 included. Jobs run in-process (rq
-``SimpleWorker``, burst) against a real Redis.
+``InProcessWorker``, burst) against a real Redis.
 """
 
 from __future__ import annotations
@@ -22,14 +22,13 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from rq import SimpleWorker
 from rq.job import Job, JobStatus
 
 from ls_panoptic.images import ImageInfo
 from ls_panoptic.labels import labelset_from_config
 from ls_panoptic.model import Task
 from worker import reconcile, runtime
-from worker.jobqueue import DEFAULT_SYNC_TIMEOUT, SERIALIZER, sync_timeout
+from worker.jobqueue import DEFAULT_SYNC_TIMEOUT, SERIALIZER, drain, sync_timeout
 from worker.labelstudio import (
     LabelStudio,
     LabelStudioError,
@@ -174,7 +173,7 @@ def rt(
 
 
 def run_burst(rt: runtime.Runtime) -> None:
-    SimpleWorker([rt.dispatcher.queue], connection=rt.redis, serializer=SERIALIZER).work(burst=True)
+    drain([rt.dispatcher.queue], rt.redis)
 
 
 def assert_bad_recorded_good_converted(rt: runtime.Runtime) -> None:
