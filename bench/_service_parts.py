@@ -587,7 +587,7 @@ class _Live:
     def wait_entry(self, task: int, made: dict[str, Any], since: float) -> float:
         """Seconds from ``since`` until the store's entry of ``task`` is made from ``made``
         (the annotation as the API returned it): the instant its manifest version was seen."""
-        from ls_panoptic.selection import parse_timestamp
+        from ls_panoptic.tasks import parse_timestamp
 
         annotation, target = int(made["id"]), parse_timestamp(made["updated_at"])
         manifest, last = self.keys.manifest(self.project), None

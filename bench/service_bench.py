@@ -238,7 +238,7 @@ def _fill_store(sizes: Sizes, client: Any, scene: Scene) -> list[float]:
     from ls_panoptic.convert import convert_task
     from ls_panoptic.labels import labelset_from_config
     from ls_panoptic.model import ConvertOptions, Entry
-    from ls_panoptic.selection import task_from_dict
+    from ls_panoptic.tasks import task_from_dict
     from worker.keys import Keys
     from worker.store import Store
 

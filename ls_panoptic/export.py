@@ -19,7 +19,7 @@ from . import jsonload
 from .errors import ExportError
 from .model import Task
 from .parse import infer_type
-from .selection import task_from_dict
+from .tasks import task_from_dict
 
 __all__ = ["ExportFormat", "parse_export", "read_export"]
 

@@ -40,7 +40,7 @@ from label_studio_sdk.types.role_based_task import RoleBasedTask
 
 from ls_panoptic.images import ImageInfo, read_image_info
 from ls_panoptic.model import Task
-from ls_panoptic.selection import task_from_dict
+from ls_panoptic.tasks import task_from_dict
 from worker import image_source
 from worker.image_source import ImageRefused, TooLarge, shown
 

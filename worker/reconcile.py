@@ -43,7 +43,8 @@ from typing import Any, Literal
 
 from ls_panoptic.labels import LabelSet, labelset_from_config
 from ls_panoptic.model import Annotation, ConvertOptions, Task
-from ls_panoptic.selection import parse_timestamp, select_annotation
+from ls_panoptic.selection import select_annotation
+from ls_panoptic.tasks import parse_timestamp
 
 from .labelstudio import LabelStudioNotFound, UnusableTask
 from .runtime import Runtime

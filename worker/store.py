@@ -27,8 +27,8 @@ from typing import Any, BinaryIO
 from redis.client import Pipeline
 
 from ls_panoptic.model import Entry
-from ls_panoptic.selection import parse_timestamp
 from ls_panoptic.sidecar import Failure
+from ls_panoptic.tasks import parse_timestamp
 
 from . import _store_snapshot
 from ._store_base import DEFAULT_GRACE_SECONDS, utc_now

@@ -12,7 +12,7 @@ from typing import Any
 
 from ls_panoptic.images import ImageInfo
 from ls_panoptic.model import Task
-from ls_panoptic.selection import task_from_dict
+from ls_panoptic.tasks import task_from_dict
 from worker.labelstudio import LabelStudioNotFound, LabelStudioUnavailable, ProjectInfo
 
 P = 7  # the project

@@ -17,8 +17,8 @@ from flask.testing import FlaskClient
 
 from ls_panoptic.batch import convert_tasks
 from ls_panoptic.labels import labelset_from_config
-from ls_panoptic.selection import task_from_dict
 from ls_panoptic.sidecar import Failure
+from ls_panoptic.tasks import task_from_dict
 from tests.security.service import API, build_app, service_settings
 from worker import runtime
 from worker.keys import Keys

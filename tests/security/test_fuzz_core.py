@@ -42,7 +42,7 @@ from ls_panoptic.images import ImageInfo
 from ls_panoptic.labels import labelset_from_labels
 from ls_panoptic.model import ConvertOptions, Entry
 from ls_panoptic.rle import decode_runs
-from ls_panoptic.selection import task_from_dict
+from ls_panoptic.tasks import task_from_dict
 
 from . import strategies
 

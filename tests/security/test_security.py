@@ -45,7 +45,7 @@ from backend.app import DEFAULT_MAX_CONTENT_LENGTH, create_app
 from cli import worker_cmd
 from ls_panoptic.images import ImageInfo
 from ls_panoptic.model import Entry, Task
-from ls_panoptic.selection import task_from_dict
+from ls_panoptic.tasks import task_from_dict
 from tests.security.service import (
     API,
     API_TOKEN,

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from ls_panoptic.model import ConvertOptions, Task
-from ls_panoptic.selection import select_annotation, task_from_dict
+from ls_panoptic.selection import select_annotation
+from ls_panoptic.tasks import task_from_dict
 from worker.reconcile import failure_fingerprint, needs_sync
 from worker.store import EntryState
 

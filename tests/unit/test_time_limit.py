@@ -19,7 +19,7 @@ from ls_panoptic.convert import convert_task
 from ls_panoptic.errors import ImageError
 from ls_panoptic.labels import labelset_from_labels
 from ls_panoptic.model import ConvertOptions, Task
-from ls_panoptic.selection import task_from_dict
+from ls_panoptic.tasks import task_from_dict
 
 LABELS = labelset_from_labels({"leaf", "stem"})
 
