@@ -22,7 +22,7 @@ from .labels import LabelSet
 from .model import ConvertOptions, Entry, Task
 from .naming import image_key, image_url
 from .selection import select_annotation
-from .sidecar import Failure, build_sidecar, failure_message, key_collision
+from .sidecar import Failure, build_sidecar, failure_message, key_collisions
 from .snapshot import SnapshotWriter, sidecar_path, write_json_atomic
 
 __all__ = ["BatchReport", "Failure", "Outcome", "convert_tasks", "plan_keys"]
@@ -72,7 +72,6 @@ def plan_keys(
     """
     keys: dict[int, _Planned] = {}
     failures: list[Failure] = []
-    owners: dict[str, list[int]] = {}
     for index, task in enumerate(tasks):
         if task.problem is not None:  # unreadable as exported: fails alone, naming why
             failures.append(Failure(task.id, None, str(ImageError(task.id, task.problem))))
@@ -84,15 +83,11 @@ def plan_keys(
             keys[index] = _Planned(image_key(url, options.key, task.id), url)
         except ValueError as exc:
             failures.append(Failure(task.id, None, failure_message(task.id, exc)))
-            continue
-        owners.setdefault(keys[index].key, []).append(index)
-    for key, indices in owners.items():
-        if len(indices) < 2:
-            continue
-        ids = [tasks[i].id for i in indices]
-        for i in indices:
-            failures.append(key_collision(tasks[i].id, key, [t for t in ids if t != tasks[i].id]))
-            del keys[i]
+    planned = list(keys)
+    collided = key_collisions([(tasks[i].id, keys[i].key) for i in planned])
+    for n, failure in collided.items():
+        failures.append(failure)
+        del keys[planned[n]]
     return keys, failures
 
 

@@ -35,10 +35,9 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from ls_panoptic.errors import KeyCollisionError
 from ls_panoptic.model import KeyScheme
 
-__all__ = ["IMAGE_EXTENSIONS", "KeyIndex", "image_key", "image_path", "image_url"]
+__all__ = ["IMAGE_EXTENSIONS", "image_key", "image_path", "image_url"]
 
 #: File extensions (lower case, with dot) treated as images.
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
@@ -176,34 +175,3 @@ def image_key(url: str, scheme: KeyScheme, task_id: int | None) -> str:
     if scheme == "name":
         return posixpath.basename(image_path(url))
     raise ValueError(f"unknown key scheme {scheme!r}; use name, path or task")
-
-
-class KeyIndex:
-    """Image keys handed out so far, to catch two tasks that would share a snapshot key."""
-
-    def __init__(self) -> None:
-        self._tasks: dict[str, int | None] = {}
-
-    def add(self, key: str, task_id: int | None) -> None:
-        """Record that ``task_id`` produces ``key``.
-
-        Raises:
-            KeyCollisionError: another task already produces ``key`` (names both tasks). The same
-                task adding its key again is fine; a task without id can never be told apart, so
-                any repeat involving one is a collision.
-        """
-        if key in self._tasks:
-            other = self._tasks[key]
-            if other is None or task_id is None or other != task_id:
-                raise KeyCollisionError(task_id, key, other)
-        self._tasks[key] = task_id
-
-    def task_for(self, key: str) -> int | None:
-        """The task that produces ``key`` (``None`` when unknown or recorded without id)."""
-        return self._tasks.get(key)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._tasks
-
-    def __len__(self) -> int:
-        return len(self._tasks)

@@ -1,7 +1,7 @@
 """The sidecar JSON beside every snapshot, and how a task left out of a snapshot is described.
 
 One builder for the batch conversion (``convert``) and the live store's snapshot, so the two
-sidecars of one project agree, failures included. Format ``ls-panoptic/1``::
+sidecars of one project agree, failures (image-key collisions included) too. Format ``ls-panoptic/1``::
 
     format         "ls-panoptic/1"
     created_at     when the snapshot was taken (UTC, ISO 8601, seconds)
@@ -31,7 +31,7 @@ __all__ = [
     "Failure",
     "build_sidecar",
     "failure_message",
-    "key_collision",
+    "key_collisions",
     "utc_seconds",
 ]
 
@@ -53,7 +53,26 @@ def failure_message(task_id: int | None, exc: Exception) -> str:
     return str(exc) if isinstance(exc, ImageError) else f"task {task_id}: {exc}"
 
 
-def key_collision(task_id: int | None, key: str, others: Sequence[int | None]) -> Failure:
+def key_collisions(keys: Sequence[tuple[int | None, str | None]]) -> dict[int, Failure]:
+    """The failures of image-key collisions, by position in ``keys`` (``(task id, image key)``
+    pairs; ``None``: no key): every task whose key another one has too leaves the snapshot,
+    naming the others in the order given. The one rule of batch and live snapshots alike."""
+    owners: dict[str, list[int]] = {}
+    for n, (_task_id, key) in enumerate(keys):
+        if key is not None:
+            owners.setdefault(key, []).append(n)
+    found: dict[int, Failure] = {}
+    for key, places in owners.items():
+        if len(places) < 2:
+            continue
+        ids = [keys[n][0] for n in places]
+        for n in places:
+            own = keys[n][0]
+            found[n] = _collision(own, key, [t for t in ids if t != own])
+    return found
+
+
+def _collision(task_id: int | None, key: str, others: Sequence[int | None]) -> Failure:
     """``task_id`` shares the image ``key`` with ``others``: all of them leave the snapshot."""
     named = ", ".join(str(t) for t in others)
     return Failure(

@@ -24,7 +24,7 @@ from typing import Any, BinaryIO
 
 import redis
 
-from ls_panoptic.sidecar import Failure, build_sidecar, key_collision, utc_seconds
+from ls_panoptic.sidecar import Failure, build_sidecar, key_collisions, utc_seconds
 from ls_panoptic.snapshot import StreamWriter
 
 from ._store_codec import StoreError, decode_entry, decode_failure, text
@@ -137,21 +137,12 @@ def _plan(
     tasks, and every task of an image key that several tasks produce (the batch's rule: a
     failed task counts under the key its conversion was for)."""
     blobs = [keys.blob(project, t, v) for t, v in versions.items()]
-    owners: dict[str, list[int]] = {}
-    for task_id, (image_key,) in zip(versions, _fields(client, blobs, "key"), strict=True):
-        owners.setdefault(image_key, []).append(task_id)
-    for task_id, failure in failed.items():
-        if failure.key is not None:
-            owners.setdefault(failure.key, []).append(task_id)
-    collided = {
-        task_id: key_collision(task_id, key, sorted(set(tasks) - {task_id}))
-        for key, tasks in owners.items()
-        if len(tasks) > 1
-        for task_id in tasks
-    }
-    planned = {t: key for key, tasks in owners.items() if len(tasks) == 1 for t in tasks}
+    stored = {t: key for t, (key,) in zip(versions, _fields(client, blobs, "key"), strict=True)}
+    keyed = [*stored.items(), *((task_id, failure.key) for task_id, failure in failed.items())]
+    keyed.sort(key=lambda pair: pair[0])  # by task id: collisions name the others in that order
+    collided = {keyed[n][0]: failure for n, failure in key_collisions(keyed).items()}
     failures = {**failed, **collided}  # a collision is what the batch would say, too
-    entries = {t: planned[t] for t in sorted(planned) if t not in failures}
+    entries = {t: stored[t] for t, _key in keyed if t not in failures}
     return entries, [failures[t] for t in sorted(failures)]
 
 

@@ -6,8 +6,7 @@ from typing import Any
 
 import pytest
 
-from ls_panoptic.errors import KeyCollisionError
-from ls_panoptic.naming import KeyIndex, image_key, image_path, image_url
+from ls_panoptic.naming import image_key, image_path, image_url
 
 
 @pytest.mark.parametrize(
@@ -92,26 +91,6 @@ def test_image_url_guessed_when_unnamed() -> None:
         image_url({"a": "x.jpg", "b": "/data/upload/1/y.png"}, None)
     with pytest.raises(ValueError, match="no value that looks like an image URL"):
         image_url({"caption": "a dog"}, None)
-
-
-def test_key_index_detects_collisions_and_names_both_tasks() -> None:
-    index = KeyIndex()
-    index.add("x.jpg", 1)
-    index.add("y.jpg", 2)
-    index.add("x.jpg", 1)  # the same task again is fine
-    assert "x.jpg" in index and len(index) == 2
-    assert index.task_for("y.jpg") == 2
-    with pytest.raises(KeyCollisionError) as caught:
-        index.add("x.jpg", 3)
-    assert (caught.value.task_id, caught.value.other_task_id, caught.value.key) == (3, 1, "x.jpg")
-    assert str(caught.value).startswith("task 3: image key 'x.jpg' is also produced by task 1")
-
-
-def test_key_index_tasks_without_id_always_collide() -> None:
-    index = KeyIndex()
-    index.add("x.jpg", None)
-    with pytest.raises(KeyCollisionError):
-        index.add("x.jpg", None)
 
 
 @pytest.mark.parametrize(
