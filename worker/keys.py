@@ -14,7 +14,7 @@
     {prefix}:p:{project}:blob:{task}:{ver}  HASH    one immutable stored entry
     {prefix}:p:{project}:pending:{task}     STRING  coalescing flag (queueing)
     {prefix}:p:{project}:event:{task}       STRING  Redis time of the task's latest event (debounce)
-    {prefix}:p:{project}:config_checked     STRING  hash of the config last fetched (expires: TTL)
+    {prefix}:p:{project}:config_checked     STRING  hash of the config last fetched (config_cache)
 
 Every key of a project starts with :meth:`Keys.project_prefix`. Ids are non-negative integers
 and versions lower-case hex, checked here, so no caller can smuggle a separator or a glob
@@ -119,5 +119,5 @@ class Keys:
 
     def config_checked(self, project: int) -> str:
         """STRING: hash of the label config last fetched from Label Studio; its TTL is the
-        config cache's lifetime (``LS_PANOPTIC_CONFIG_TTL_S``)."""
+        config cache's lifetime (``LS_PANOPTIC_CONFIG_TTL_S``, :mod:`worker.config_cache`)."""
         return self.project_prefix(project) + "config_checked"

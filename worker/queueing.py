@@ -47,6 +47,7 @@ from rq import Queue
 from rq.exceptions import DuplicateJobError, NoSuchJobError
 from rq.job import Job, JobStatus
 
+from .config_cache import ConfigCache
 from .jobqueue import (
     DEFAULT_PROJECT_TIMEOUT,
     DEFAULT_RESULT_TTL,
@@ -122,6 +123,7 @@ class Dispatcher:
         self.redis = redis
         self.keys = Keys(settings.key_prefix)
         self.queue = make_queue(redis, settings.queue_name)
+        self._config_cache = ConfigCache(redis, self.keys, settings.config_ttl)
         self._retry_intervals = settings.retry_intervals or DEFAULT_RETRY_INTERVALS
         self._sync_timeout = sync_timeout(settings)
         self._debounce = settings.debounce_ms > 0
@@ -247,9 +249,9 @@ class Dispatcher:
     def rebuild_project(self, project: int) -> str:
         """Refresh the label config and re-convert every task of the project; the job id.
 
-        Syncs that start before the rebuild fetch the config again too: the cache of it
-        (``keys.config_checked``, see :func:`worker.reconcile.project_labels`) is dropped."""
-        self.redis.delete(self.keys.config_checked(int(project)))
+        Syncs that start before the rebuild fetch the config again too: the
+        :class:`~worker.config_cache.ConfigCache` is dropped."""
+        self._config_cache.forget(int(project))
         return self._enqueue("rebuild_project", [int(project)], DEFAULT_PROJECT_TIMEOUT)
 
     def resync_project(self, project: int) -> str:

@@ -83,11 +83,7 @@ def refresh_project(runtime: Runtime, project: int) -> tuple[LabelSet, ConfigCha
     if previous is None or previous.label_config != info.label_config:
         changed = runtime.store.set_project(project, info.label_config, labels.id2label)
         change = "new" if previous is None else "changed" if changed else "same"
-    ttl = runtime.settings.config_ttl
-    if ttl > 0:  # the stored config is current for the next ``ttl`` seconds of syncs
-        runtime.redis.set(
-            runtime.dispatcher.keys.config_checked(project), digest, px=max(1, round(ttl * 1000))
-        )
+    runtime.config_cache.remember(project, digest)
     return labels, change, digest
 
 
@@ -95,13 +91,10 @@ def cached_labels(runtime: Runtime, project: int) -> tuple[LabelSet, str] | None
     """The stored label set and its config's hash when that config was fetched from Label
     Studio less than ``LS_PANOPTIC_CONFIG_TTL_S`` ago (and not invalidated since: a rebuild
     being enqueued invalidates it), else ``None``."""
-    if runtime.settings.config_ttl <= 0:
-        return None
-    checked = runtime.redis.get(runtime.dispatcher.keys.config_checked(project))
-    if checked is None:
+    digest = runtime.config_cache.fetched_hash(project)
+    if digest is None:
         return None
     record = runtime.store.get_project(project)
-    digest = checked.decode() if isinstance(checked, bytes) else str(checked)
     if record is None or record.config_hash != digest:
         return None
     return labelset_from_config(record.label_config), record.config_hash

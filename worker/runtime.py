@@ -26,6 +26,7 @@ import redis
 from ls_panoptic.images import ImageInfo
 from ls_panoptic.model import ConvertOptions, Task
 
+from .config_cache import ConfigCache
 from .keys import Keys
 from .labelstudio import LabelStudio, ProjectInfo, UnusableTask
 from .queueing import Dispatcher
@@ -71,6 +72,7 @@ class Runtime:
         store: entries and task states.
         labelstudio: the Label Studio boundary.
         dispatcher: enqueues follow-up jobs, clears pending flags.
+        config_cache: how long a sync may use the stored label config.
         scratch_dir: where downloaded images go (one subfolder per job, removed after).
     """
 
@@ -79,6 +81,7 @@ class Runtime:
     store: Store
     labelstudio: LabelStudioAPI
     dispatcher: Dispatcher
+    config_cache: ConfigCache
     scratch_dir: Path
 
     @property
@@ -115,12 +118,14 @@ def build(
             settings.label_studio_api_key or "",
             images_dir=settings.images_dir,
         )
+    keys = Keys(settings.key_prefix)
     return Runtime(
         settings=settings,
         redis=connection,
-        store=Store(connection, Keys(settings.key_prefix)),
+        store=Store(connection, keys),
         labelstudio=labelstudio,
         dispatcher=Dispatcher(connection, settings),
+        config_cache=ConfigCache(connection, keys, settings.config_ttl),
         scratch_dir=scratch_dir,
     )
 
