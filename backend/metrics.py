@@ -8,7 +8,7 @@ share the same Redis) agree: no per-process counters. Families:
 - ``ls_panoptic_queue_oldest_job_age_seconds{queue}``: how long the oldest queued job has
   waited: the event -> conversion lag (0 when the queue is empty).
 - ``ls_panoptic_webhook_events_total{action, handled}``: webhook events received, by action;
-  ``handled="false"`` for the ones ignored.
+  ``handled="false"`` for the ones ignored (counted by :func:`count_event`, nowhere else).
 - ``ls_panoptic_tasks{project, status}``: tasks tracked per project by status (ok, empty, error),
   from counts every state write keeps (``Store.status_counts``): a scrape reads no task state.
 - ``ls_panoptic_entries{project}``: entries a snapshot of the project would hold now.
@@ -25,17 +25,25 @@ from flask import Blueprint, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from redis.client import Pipeline
 from rq import Queue
 from rq.job import Job
 
 from worker.jobqueue import SERIALIZER
+from worker.keys import Keys
 
-from .events import HANDLED_ACTIONS
+from .events import HANDLED_ACTIONS, counter_name
 from .services import Services, services
 
-__all__ = ["ServiceCollector", "blueprint"]
+__all__ = ["ServiceCollector", "blueprint", "count_event"]
 
 blueprint = Blueprint("metrics", __name__)
+
+
+def count_event(pipe: Pipeline, keys: Keys, action: str) -> None:
+    """Count one received webhook event, under :func:`counter_name` of its ``action``, into
+    ``pipe`` (the caller sends it)."""
+    pipe.hincrby(keys.events(), counter_name(action), 1)
 
 
 @blueprint.get("/metrics")
@@ -115,7 +123,6 @@ class ServiceCollector(Collector):
         for project in sorted(store.project_ids()):
             for status, count in store.status_counts(project).items():
                 tasks.add_metric([str(project), status], count)
-            manifest = self._svc.keys.manifest(project)  # task -> current entry
-            entries.add_metric([str(project)], self._svc.redis.hlen(manifest))
+            entries.add_metric([str(project)], store.entry_count(project))
         yield tasks
         yield entries

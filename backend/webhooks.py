@@ -33,6 +33,7 @@ from .events import (
     counter_name,
     parse_event,
 )
+from .metrics import count_event
 from .payload import BodyError, decode
 from .services import Services, requires, services
 
@@ -68,19 +69,22 @@ def _decode_event() -> Event:
 
 def _apply(event: Event, svc: Services) -> tuple[int, dict[str, Any]]:
     """Count the event and do what it calls for: Redis writes and enqueues only."""
-    accepted: dict[str, Any] = {"status": "accepted", "action": event.action}
-    if not isinstance(event, SyncTasks):  # a sync counts it in its own pipeline
-        svc.dispatcher.count_event(counter_name(event.action))
-    match event:
-        case SyncTasks():
-
-            def count_and_index(pipe: Pipeline) -> None:
-                svc.dispatcher.count_event(counter_name(event.action), pipe)
-                _index_annotations(event, svc, pipe)
-
-            enqueued = svc.dispatcher.sync_tasks(event.project, event.task_ids, count_and_index)
+    with svc.redis.pipeline(transaction=False) as pipe:
+        count_event(pipe, svc.keys, event.action)
+        if isinstance(event, SyncTasks):  # counted and indexed with the flags: one round trip
+            _index_annotations(event, svc, pipe)
+            enqueued = svc.dispatcher.sync_tasks(event.project, event.task_ids, pipe)
             tasks = list(event.task_ids)
-            return 202, accepted | {"project": event.project, "tasks": tasks, "enqueued": enqueued}
+            accepted = {"status": "accepted", "action": event.action, "project": event.project}
+            return 202, accepted | {"tasks": tasks, "enqueued": enqueued}
+        pipe.execute()
+    return _act(event, svc)
+
+
+def _act(event: Event, svc: Services) -> tuple[int, dict[str, Any]]:
+    """What an event other than a sync calls for (it is counted already)."""
+    accepted: dict[str, Any] = {"status": "accepted", "action": event.action}
+    match event:
         case DropTasks():
             svc.dispatcher.drop_tasks(event.project, event.task_ids)
             return 202, accepted | {"project": event.project, "tasks": list(event.task_ids)}
@@ -95,7 +99,7 @@ def _apply(event: Event, svc: Services) -> tuple[int, dict[str, Any]]:
             return 202, accepted | {"project": event.project, "job_id": job_id}
         case Ignored():
             return 200, {"status": "ignored", "action": event.action, "reason": "not handled"}
-        case _:  # Event is a closed union: unreachable
+        case _:  # a sync is applied by _apply; Event is a closed union: unreachable
             raise TypeError(f"unexpected event type {type(event).__name__}")
 
 

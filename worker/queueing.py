@@ -6,7 +6,6 @@ What this module writes to Redis:
   :mod:`worker.jobqueue` (JSON only, never pickle; the timeouts and retries of each job).
 - ``keys.pending(project, task)``: STRING, the id of the sync job that will pull that task,
   set with ``SET NX EX DEFAULT_PENDING_TTL``.
-- ``keys.events()``: HASH, event type -> count (``/metrics``).
 - ``keys.last_event(project, task)``: STRING, the Redis server time of the task's latest sync
   event (``seconds.micros``, written by a server-side script: one clock for every machine),
   expiring after ``DEBOUNCE_KEY_TTL``.
@@ -43,6 +42,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import redis
+from redis.client import Pipeline
 from rq import Queue
 from rq.exceptions import DuplicateJobError, NoSuchJobError
 from rq.job import Job, JobStatus
@@ -131,23 +131,21 @@ class Dispatcher:
         self._prefix = re.sub(r"[^A-Za-z0-9_-]", "-", settings.key_prefix) or "lsp"
 
     def sync_tasks(
-        self,
-        project: int,
-        task_ids: Iterable[int],
-        also: Callable[[redis.client.Pipeline], object] | None = None,
+        self, project: int, task_ids: Iterable[int], pipe: Pipeline | None = None
     ) -> int:
         """Pull and convert these tasks, coalesced per task; returns how many jobs were enqueued.
 
-        ``also(pipe)`` queues more commands into the pipeline that sets the pending flags (the
-        webhook's event count and annotation index: one round trip instead of three).
+        ``pipe``: a non-transactional pipeline already holding the caller's own writes (the
+        webhook's event count and annotation index), sent in the round trip that sets the
+        pending flags (one instead of three), and sent even when there is no task.
         """
+        pipe = self.redis.pipeline(transaction=False) if pipe is None else pipe
         project = int(project)
         ids = [int(t) for t in dict.fromkeys(task_ids)]
-        if not ids:
-            return 0
         job_ids = [self._new_id("sync") for _ in ids]
-        flags = [self.keys.pending(project, task_id) for task_id in ids]
-        with self.redis.pipeline(transaction=False) as pipe:
+        first = len(pipe)  # the caller's commands come first
+        if ids:
+            flags = [self.keys.pending(project, task_id) for task_id in ids]
             pipe.eval(
                 _FLAG_TASKS, len(flags), *flags,
                 DEFAULT_PENDING_TTL, LOST_FLAG_GRACE, Job.redis_job_namespace_prefix, *job_ids,
@@ -155,9 +153,8 @@ class Dispatcher:
             if self._debounce:  # every event, coalesced or not, restarts the quiet period
                 keys = [self.keys.last_event(project, task_id) for task_id in ids]
                 pipe.eval(_STAMP_EVENTS, len(keys), *keys, DEBOUNCE_KEY_TTL)
-            if also is not None:
-                also(pipe)
-            flagged = pipe.execute()[0]
+        replies = pipe.execute()
+        flagged = replies[first] if ids else []
         datas = [
             self._sync_data(project, task_id, job_id)
             for task_id, job_id, newly_set in zip(ids, job_ids, flagged, strict=True)
@@ -283,10 +280,6 @@ class Dispatcher:
         except DuplicateJobError:
             return None
         return job.id
-
-    def count_event(self, action: str, pipe: redis.client.Pipeline | None = None) -> None:
-        """Count one received event by type (``/metrics``); into ``pipe`` when given."""
-        (self.redis if pipe is None else pipe).hincrby(self.keys.events(), action, 1)
 
     def _sync_data(self, project: int, task_id: int, job_id: str) -> Any:
         return Queue.prepare_data(

@@ -232,6 +232,10 @@ class Store(ProjectIndex):
         """Tasks with a state record."""
         return {int(t) for t in self._redis.hkeys(self._keys.states(project))}
 
+    def entry_count(self, project: int) -> int:
+        """How many tasks have a current entry (the manifest's size: ``/metrics``)."""
+        return int(self._redis.hlen(self._keys.manifest(project)))
+
     def status_counts(self, project: int) -> dict[str, int]:
         """How many of the project's tasks have each status (``ok``, ``empty``, ``error``; an
         unreadable record counts as ``unreadable``), without reading the states: every state
