@@ -9,6 +9,7 @@ COPY ls_panoptic ls_panoptic
 COPY worker worker
 COPY backend backend
 COPY cli cli
+COPY devstack devstack
 # gcc builds the brush RLE walk in C (ls_panoptic/_rlewalk.c; without it the numpy walk runs,
 # ~5x slower): installed for the build, checked, and removed in the same layer
 RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \

@@ -1,6 +1,6 @@
 """What bench/service_bench.py runs on: its processes, its Redis database, webhook payloads
 shaped like Label Studio's and a keep-alive HTTP load generator; and its parts 2 and 3, which
-need a real Label Studio (cli/labelstudio_server.py), the backend and a worker together.
+need a real Label Studio (devstack/labelstudio.py), the backend and a worker together.
 
 Every process is started here and stopped by its PID (SIGTERM, then SIGKILL after
 ``STOP_TIMEOUT``); the Redis database is flushed before and after use.
@@ -492,16 +492,16 @@ def bench_live(
     sizes: Any, redis_url: str, client: redis.Redis, scene: Any, tmp: Path, report: Any
 ) -> None:
     """Parts 2 and 3; skipped, saying how to install it, when Label Studio is not installed."""
-    from cli.labelstudio_server import (
+    from devstack.labelstudio import (
         LabelStudioStartError,
-        default_venv,
         label_studio_binary,
+        resolve_venv,
         start_server,
         stop_server,
     )
     from tests.e2e.lsclient import LabelStudioClient
 
-    venv = default_venv()
+    venv = resolve_venv()
     binary = label_studio_binary(venv)
     if binary is None:
         print(

@@ -179,7 +179,7 @@ def main() -> None:
         return
     width, height = (int(v) for v in args.size.lower().split("x"))
     sys.path.insert(0, str(REPO))
-    from cli.synthetic import make_project
+    from devstack.synthetic import make_project
 
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)

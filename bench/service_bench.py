@@ -3,10 +3,10 @@
 1. Webhook acknowledgement: ``ls-panoptic serve`` (gunicorn, as shipped) answering
    ANNOTATION_UPDATED POSTs shaped like Label Studio's from keep-alive raw-socket clients, one and
    several (each its own process), against the same clients on ``GET /health``.
-2. Webhook -> entry: a real Label Studio 1.23.2 (cli/labelstudio_server.py, ``.venv-labelstudio``)
+2. Webhook -> entry: a real Label Studio 1.23.2 (devstack/labelstudio.py, ``.venv-labelstudio``)
    connected with ``ls-panoptic connect`` to the backend, an ``ls-panoptic worker``; time from
    the return of Label Studio's annotation API call to the store holding that annotation, on
-   1920x1080 images with 30 regions (20 brush + 10 polygons, cli/synthetic). Floor: the pure
+   1920x1080 images with 30 regions (20 brush + 10 polygons, devstack/synthetic). Floor: the pure
    ``convert_task`` of the same task.
 3. Burst coalescing: ANNOTATION_UPDATED events for one task sent as fast as the clients can
    while the worker runs; the sync jobs executed (rq's finished-job registry) are conversions.
@@ -130,7 +130,7 @@ def _cell(value: Any) -> str:
 
 
 def make_scene(root: Path, images: int) -> Scene:
-    from cli.synthetic import label_config, make_project
+    from devstack.synthetic import label_config, make_project
 
     project = make_project(
         root, n_images=images, height=HEIGHT, width=WIDTH, n_brush=BRUSH, n_poly=POLY,

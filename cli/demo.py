@@ -7,11 +7,11 @@ from pathlib import Path
 
 import click
 
+from devstack.synthetic import make_project
 from ls_panoptic.model import ConvertOptions
 
 from .convert import run_convert
 from .report import print_report
-from .synthetic import make_project
 
 __all__ = ["demo"]
 

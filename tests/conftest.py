@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from cli.synthetic import SyntheticProject, make_project
+from devstack.synthetic import SyntheticProject, make_project
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from cli.main import cli
-from cli.synthetic import SyntheticProject
+from devstack.synthetic import SyntheticProject
 
 
 def _run(*args: str, stdin: str | None = None) -> Result:

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from cli.main import cli
-from cli.synthetic import LABELS, SyntheticProject
+from devstack.synthetic import LABELS, SyntheticProject
 
 transformers = pytest.importorskip("transformers")
 

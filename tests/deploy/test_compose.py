@@ -118,7 +118,7 @@ def test_dockerfile_default_command_is_serve_with_real_options() -> None:
     result = CliRunner().invoke(cli, [args[0], "--help"])
     assert result.exit_code == 0
     assert all(a in result.output for a in args if a.startswith("--"))
-    for package in ("ls_panoptic", "worker", "backend", "cli"):
+    for package in ("ls_panoptic", "worker", "backend", "cli", "devstack"):
         assert f"COPY {package} {package}" in text
 
 
@@ -143,7 +143,7 @@ def _third_party_imports() -> set[str]:
     import ast
     import sys
 
-    local = {"ls_panoptic", "worker", "backend", "cli"}
+    local = {"ls_panoptic", "worker", "backend", "cli", "devstack"}
     found: set[str] = set()
     for package in local:
         for path in (REPO / package).rglob("*.py"):

@@ -40,8 +40,8 @@ from PIL import Image
 
 from cli.connect import connect
 from cli.convert import run_convert
-from cli.labelstudio_server import LabelStudioServer
 from cli.store_cmds import resync, snapshot
+from devstack.labelstudio import LabelStudioServer
 from worker import runtime
 from worker._store_codec import BLOB_FIELDS, decode_entry, text
 from worker.jobqueue import drain

@@ -52,16 +52,16 @@ from typing import NoReturn
 
 import pytest
 
-from cli.labelstudio_server import (
+from devstack.labelstudio import (
     LS_VERSION,
     LabelStudioServer,
     LabelStudioStartError,
-    default_venv,
     label_studio_binary,
-    log_tail,
+    resolve_venv,
     start_server,
     stop_server,
 )
+from devstack.supervisor import log_tail
 
 from .build_project import LabelStudioExport, build_export
 from .lsclient import LabelStudioClient
@@ -86,7 +86,7 @@ def label_studio(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LabelStudioServer]:
     """A running Label Studio (``url``, ``token``, ``log_path``), stopped at session end."""
-    venv = default_venv()
+    venv = resolve_venv()
     binary = label_studio_binary(venv)
     if binary is None:
         _missing_server(

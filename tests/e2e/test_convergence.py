@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 import redis
 
-from cli.labelstudio_server import LabelStudioServer
+from devstack.labelstudio import LabelStudioServer
 from worker.settings import Settings
 
 from ._relay import RelayPolicy, WebhookRelay

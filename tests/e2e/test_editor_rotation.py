@@ -36,7 +36,7 @@ from label_studio_sdk.converter.brush import decode_rle
 from numpy.typing import NDArray
 from PIL import Image, ImageDraw
 
-from cli.labelstudio_server import LabelStudioServer
+from devstack.labelstudio import LabelStudioServer
 
 from .editor import Editor, EditorError, Point, browser_problem, launch_editor
 from .lsclient import LabelStudioClient

@@ -16,7 +16,7 @@ import pytest
 from label_studio_sdk.converter.brush import decode_rle
 from PIL import Image
 
-from cli.labelstudio_server import LS_VERSION, LabelStudioServer
+from devstack.labelstudio import LS_VERSION, LabelStudioServer
 
 from .build_project import LabelStudioExport
 from .compare import Conversion, class_map, partition_agreement, run_cli_convert

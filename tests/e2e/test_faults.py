@@ -49,7 +49,7 @@ import redis
 from PIL import Image
 from rq.job import Job, JobStatus
 
-from cli.labelstudio_server import LabelStudioServer
+from devstack.labelstudio import LabelStudioServer
 from worker.jobqueue import SERIALIZER
 from worker.settings import Settings
 

@@ -62,8 +62,8 @@ from click.testing import CliRunner
 from label_studio_sdk.client import LabelStudio as SDK
 
 from cli.convert import run_convert
-from cli.labelstudio_server import LabelStudioServer
 from cli.main import cli
+from devstack.labelstudio import LabelStudioServer
 from ls_panoptic.batch import BatchReport
 from ls_panoptic.model import ConvertOptions
 from worker import runtime

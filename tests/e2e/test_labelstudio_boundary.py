@@ -22,7 +22,7 @@ import redis
 from click.testing import CliRunner
 
 from cli.connect import connect
-from cli.labelstudio_server import LabelStudioServer
+from devstack.labelstudio import LabelStudioServer
 from worker.labelstudio import (
     WEBHOOK_ACTIONS,
     ImageNotAllowed,

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from cli.labelstudio_server import LabelStudioServer
+from devstack.labelstudio import LabelStudioServer
 from worker import reconcile
 
 from ._services import service_process

@@ -21,8 +21,8 @@ import pytest
 import redis
 from click.testing import CliRunner, Result
 
-from cli.labelstudio_server import LabelStudioServer
 from cli.up import up
+from devstack.labelstudio import LabelStudioServer
 
 pytestmark = pytest.mark.e2e
 

@@ -1,10 +1,10 @@
 """Synthetic Label Studio projects: images plus an export exactly shaped like Label Studio's.
 
-Used by ``ls-panoptic demo`` and by ``bench/``. Every region kind appears: anti-aliased brush
-strokes (encoded with label-studio-sdk's encoder, byte-identical to the editor's), a bitmask
-PNG data URL, polygons, rotated rectangles and ellipses, overlapping, plus one JPEG stored
-sideways with EXIF orientation 6 and annotated in its displayed frame. Seeded: same seed,
-same bytes.
+Used by ``ls-panoptic demo`` and ``up --demo``, the tests' fixtures and ``bench/``. Every
+region kind appears: anti-aliased brush strokes (encoded with label-studio-sdk's encoder,
+byte-identical to the editor's), a bitmask PNG data URL, polygons, rotated rectangles and
+ellipses, overlapping, plus one JPEG stored sideways with EXIF orientation 6 and annotated in
+its displayed frame. Seeded: same seed, same bytes.
 """
 
 from __future__ import annotations
@@ -170,6 +170,32 @@ def _write_image(rgb: npt.NDArray[Any], path: Path, exif_rotated: bool) -> None:
     stored.save(path, format="JPEG", quality=90, exif=exif)
 
 
+def _annotations(n: int, result: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Task ``n``'s annotations: an older one of two regions, a newer one with all of them
+    (the one used), and on every third task from the second on a skipped one."""
+    older = {
+        "id": 1000 + 2 * n,
+        "result": result[:2],
+        "was_cancelled": False,
+        "ground_truth": False,
+        "completed_by": 1,
+        "created_at": "2026-11-01T09:00:00.000000Z",
+        "updated_at": "2026-11-01T09:00:00.000000Z",
+    }
+    newer = {
+        **older,
+        "id": 1001 + 2 * n,
+        "result": result,
+        "created_at": "2026-11-02T10:00:00.000000Z",
+        "updated_at": "2026-11-02T10:30:00.000000Z",
+    }
+    if n % 3 != 1:
+        return [older, newer]
+    skipped = {**newer, "id": 5000 + n, "result": [], "was_cancelled": True,
+               "updated_at": "2026-11-03T08:00:00.000000Z"}  # fmt: skip
+    return [older, newer, skipped]
+
+
 def make_project(
     folder: Path,
     *,
@@ -197,42 +223,12 @@ def make_project(
         result = _random_regions(rng, height, width, n_brush, n_poly, f"t{n}")
         if every_kind:
             result += _fixed_regions(rng, height, width)
-        older = {
-            "id": 1000 + 2 * n,
-            "result": result[:2],
-            "was_cancelled": False,
-            "ground_truth": False,
-            "completed_by": 1,
-            "created_at": "2026-11-01T09:00:00.000000Z",
-            "updated_at": "2026-11-01T09:00:00.000000Z",
-        }
-        newer = {
-            **older,
-            "id": 1001 + 2 * n,
-            "result": result,
-            "created_at": "2026-11-02T10:00:00.000000Z",
-            "updated_at": "2026-11-02T10:30:00.000000Z",
-        }
-        annotations = [older, newer]
-        if n % 3 == 1:
-            annotations.append(
-                {
-                    **newer,
-                    "id": 5000 + n,
-                    "result": [],
-                    "was_cancelled": True,
-                    "updated_at": "2026-11-03T08:00:00.000000Z",
-                }
-            )
+        image = f"/data/upload/1/{n:08x}-{name}"
+        annotations = _annotations(n, result)
         tasks.append(
-            {
-                "id": n + 1,
-                "data": {"image": f"/data/upload/1/{n:08x}-{name}"},
-                "annotations": annotations,
-                "predictions": [],
-                "drafts": [],
-            }
-        )
+            {"id": n + 1, "data": {"image": image}, "annotations": annotations,
+             "predictions": [], "drafts": []}
+        )  # fmt: skip
     export = folder / "export.json"
     export.write_text(json.dumps(tasks))
     config = folder / "config.xml"

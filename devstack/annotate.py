@@ -14,71 +14,19 @@ multipart upload, which the SDK does not offer: it carries the SDK's own auth he
 from __future__ import annotations
 
 import json
-import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 from label_studio_sdk import LabelStudio
 
-from .labelstudio_server import (
-    Credentials,
-    LabelStudioServer,
-    LabelStudioStartError,
-    default_venv,
-    label_studio_binary,
-    start_server,
-)
-from .up_stack import StepFailed
-
-__all__ = ["DemoLabelStudio", "Scenario", "annotate", "start_demo_label_studio"]
+__all__ = ["DemoLabelStudio", "Scenario", "annotate"]
 
 #: seconds per request (an export of a handful of tasks takes well under one)
 REQUEST_TIMEOUT = 60.0
 #: regions the updated annotation lacks before its update
 REGIONS_ADDED_BY_UPDATE = 3
-#: the demo's Label Studio user
-DEMO_USER = "demo@example.com"
-
-
-def start_demo_label_studio(folder: Path) -> LabelStudioServer:
-    """Label Studio from ``.venv-labelstudio`` with its data in ``folder``, kept between runs
-    (the first start runs every migration, about 40 s; later ones take about 5 s), logged in
-    with the credentials saved in ``folder/credentials.json`` (mode 600) at the first start."""
-    binary = label_studio_binary(default_venv())
-    if binary is None:
-        raise StepFailed(
-            f"Label Studio is not installed in {default_venv()}: run `make label-studio`, "
-            "or give --label-studio-url and --api-key of a running one"
-        )
-    credentials = _credentials(folder)
-    try:
-        return start_server(binary, folder, credentials=credentials)
-    except LabelStudioStartError as exc:
-        reason = str(exc).splitlines()[0]
-        if "token was refused" in reason:
-            reason += f"; delete {folder} to start afresh"
-        raise StepFailed(
-            f"Label Studio did not start: {reason}", folder / "label-studio.log"
-        ) from exc
-
-
-def _credentials(folder: Path) -> Credentials:
-    saved = folder / "credentials.json"
-    if saved.is_file():
-        return Credentials(**json.loads(saved.read_text()))
-    if (folder / "data" / "label_studio.sqlite3").exists():
-        raise StepFailed(
-            f"{folder} holds a Label Studio database but no credentials.json (its login is "
-            "unknown): delete the folder to start afresh"
-        )
-    credentials = Credentials.generate(DEMO_USER)
-    folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(saved, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as file:
-        json.dump(asdict(credentials), file)
-    return credentials
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """The state of one ``ls-panoptic up`` run: its random ids and tokens, what it started, what
-it printed. Shared by the stack steps (``cli.up``) and the demo steps (``cli.up_demo``)."""
+it printed. Shared by the stack steps (:mod:`devstack.stack`) and the demo steps
+(:mod:`devstack.demo`)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ import redis
 from rich.console import Console
 from rich.markup import escape
 
-from .labelstudio_server import Credentials
-from .up_stack import Stack
+from .labelstudio import Credentials
+from .supervisor import Stack
 
 __all__ = ["Run", "mask", "purge_run_keys"]
 

@@ -1,11 +1,10 @@
 """Start and stop one real Label Studio server from its own virtualenv, offline, on 127.0.0.1.
 
-Used by ``ls-panoptic up --demo`` and by the end-to-end tests. The server runs from the
-virtualenv made by ``.ci/install-label-studio`` (``$LS_VENV`` or ``<repo>/.venv-labelstudio``:
-Label Studio pins library versions that must stay out of the project's environment), binds to
+Used by ``ls-panoptic up --demo``, the end-to-end tests and the service benchmark. The server
+runs from Label Studio's own virtualenv (:mod:`devstack.labelstudio_venv` finds it), binds to
 127.0.0.1 on a free port, keeps every byte of state (SQLite, media, secret key, home) under one
-folder, runs in a session of its own (a Ctrl-C in the terminal does not reach it) and is
-stopped by the PID this module started, never by name.
+folder, and is run and stopped by :mod:`devstack.supervisor` (a session of its own, stopped by
+its PID, never by name).
 
 Facts about Label Studio 1.23.2 behind the choices here are listed in the docstring of
 ``tests/e2e/conftest.py``. Two matter most: the initial user, its password and its legacy API
@@ -18,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import secrets
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -26,30 +24,27 @@ from pathlib import Path
 
 import httpx
 
+from .labelstudio_venv import LS_VERSION, label_studio_binary, resolve_venv
+from .supervisor import Process, ProcessExited, SupervisorError, free_port, http_ok, log_tail, spawn
+
 __all__ = [
     "DEFAULT_START_TIMEOUT",
     "LS_VERSION",
     "Credentials",
     "LabelStudioServer",
     "LabelStudioStartError",
-    "default_venv",
-    "free_port",
     "label_studio_binary",
-    "log_tail",
+    "resolve_venv",
     "start_server",
     "stop_server",
 ]
 
-#: the Label Studio release the project is tested against
-LS_VERSION = "1.23.2"
 #: seconds to wait for /health; the first start runs every migration (about 30-45 s here)
 DEFAULT_START_TIMEOUT = 180.0
 #: seconds between /health polls
 POLL_INTERVAL = 0.5
 #: seconds to wait after SIGTERM before SIGKILL
 STOP_TIMEOUT = 30.0
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 class LabelStudioStartError(RuntimeError):
@@ -79,8 +74,7 @@ class LabelStudioServer:
         username, password: the initial user (an e-mail address) and its password.
         data_dir: ``LABEL_STUDIO_BASE_DATA_DIR`` (SQLite database, uploads, exports).
         files_dir: ``LOCAL_FILES_DOCUMENT_ROOT`` for ``/data/local-files/?d=...`` URLs.
-        log_path: the server's combined stdout and stderr.
-        process: the ``label-studio start`` process this module started.
+        service: the supervised ``label-studio start`` process (its log: ``log_path``).
         startup_seconds: from spawn to the first healthy answer.
     """
 
@@ -90,31 +84,21 @@ class LabelStudioServer:
     password: str = dataclasses.field(repr=False)
     data_dir: Path
     files_dir: Path
-    log_path: Path
-    process: subprocess.Popen[bytes]
+    service: Process
     startup_seconds: float
+
+    @property
+    def process(self) -> subprocess.Popen[bytes]:
+        return self.service.popen
+
+    @property
+    def log_path(self) -> Path:
+        """The server's combined stdout and stderr."""
+        return self.service.log
 
     @property
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Token {self.token}"}
-
-
-def default_venv() -> Path:
-    """The Label Studio virtualenv: ``$LS_VENV`` or ``<repo>/.venv-labelstudio``."""
-    return Path(os.environ.get("LS_VENV") or REPO_ROOT / ".venv-labelstudio")
-
-
-def label_studio_binary(venv: Path) -> Path | None:
-    """The ``label-studio`` console script of ``venv``, or ``None`` when it is not installed."""
-    binary = venv / "bin" / "label-studio"
-    return binary if binary.is_file() and os.access(binary, os.X_OK) else None
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now (another process may still take it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _server_env(root: Path, credentials: Credentials) -> dict[str, str]:
@@ -142,13 +126,6 @@ def _server_env(root: Path, credentials: Credentials) -> dict[str, str]:
     }
 
 
-def log_tail(path: Path, lines: int = 60) -> str:
-    """The last ``lines`` lines of a log file ('' when it does not exist)."""
-    if not path.exists():
-        return ""
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
 def start_server(
     binary: Path,
     root: Path,
@@ -170,7 +147,7 @@ def start_server(
     started = time.monotonic()
     server = _spawn(binary, root, credentials or Credentials.generate())
     try:
-        _wait_healthy(server, started + timeout)
+        _wait_healthy(server, timeout)
         _check_version_and_token(server)
     except BaseException:
         stop_server(server)
@@ -180,9 +157,8 @@ def start_server(
 
 
 def _spawn(binary: Path, root: Path, credentials: Credentials) -> LabelStudioServer:
-    """``label-studio start`` on a free port, in a session of its own, output to its log."""
+    """``label-studio start`` on a free port, supervised, output to its log."""
     url = f"http://127.0.0.1:{free_port()}"
-    log_path = root / "label-studio.log"
     command = [
         str(binary), "start", "--no-browser",
         "--internal-host", "127.0.0.1",  # bind address; --host is only the public URL
@@ -190,40 +166,28 @@ def _spawn(binary: Path, root: Path, credentials: Credentials) -> LabelStudioSer
         "--host", url,
         "--data-dir", str(root / "data"),
     ]  # fmt: skip
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            command,
-            env=_server_env(root, credentials),
-            cwd=root,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    env = _server_env(root, credentials)
+    service = spawn("Label Studio", command, env, root / "label-studio.log", cwd=root)
+    service.url = url
     return LabelStudioServer(
         url, credentials.token, credentials.username, credentials.password,
-        root / "data", root / "files", log_path, process, 0.0,
+        root / "data", root / "files", service, 0.0,
     )  # fmt: skip
 
 
-def _wait_healthy(server: LabelStudioServer, deadline: float) -> None:
-    with httpx.Client(timeout=5.0) as client:
-        while time.monotonic() < deadline:
-            if server.process.poll() is not None:
-                raise LabelStudioStartError(
-                    f"label-studio exited with code {server.process.returncode} before it was "
-                    f"healthy; log {server.log_path}:\n{log_tail(server.log_path)}"
-                )
-            try:
-                if client.get(f"{server.url}/health").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(POLL_INTERVAL)
-    raise LabelStudioStartError(
-        f"label-studio was not healthy at {server.url}/health in time; "
-        f"log {server.log_path}:\n{log_tail(server.log_path)}"
-    )
+def _wait_healthy(server: LabelStudioServer, timeout: float) -> None:
+    health, log = f"{server.url}/health", server.log_path
+    try:
+        server.service.wait_ready(lambda: http_ok(health, 5.0), health, timeout, POLL_INTERVAL)
+    except ProcessExited as exc:
+        raise LabelStudioStartError(
+            f"label-studio exited with code {server.process.returncode} before it was "
+            f"healthy; log {log}:\n{log_tail(log)}"
+        ) from exc
+    except SupervisorError as exc:
+        raise LabelStudioStartError(
+            f"label-studio was not healthy at {health} in time; log {log}:\n{log_tail(log)}"
+        ) from exc
 
 
 def _check_version_and_token(server: LabelStudioServer) -> None:
@@ -244,13 +208,5 @@ def _check_version_and_token(server: LabelStudioServer) -> None:
 
 
 def stop_server(server: LabelStudioServer) -> None:
-    """SIGTERM the process this module started (by PID), then SIGKILL after a grace period."""
-    process = server.process
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=STOP_TIMEOUT)
+    """Stop the server this module started, by its PID (see :mod:`devstack.supervisor`)."""
+    server.service.stop(STOP_TIMEOUT)

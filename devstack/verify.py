@@ -11,9 +11,10 @@ retry, twice in a row.
 from __future__ import annotations
 
 import hashlib
+import json
 import pickle
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,16 +28,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rq import Queue
 
 from ls_panoptic.labels import labelset_from_config
-from ls_panoptic.model import ConvertOptions
 from ls_panoptic.preview import render_preview
+from ls_panoptic.snapshot import sidecar_path
 from worker.jobqueue import SERIALIZER
 
-from .convert import run_convert
-from .up_stack import StepFailed
+from .services import run_ls_panoptic
+from .steps import StepFailed
 
 __all__ = ["Backend", "Comparison", "batch_convert", "compare", "wait_for_store", "write_previews"]
 
 POLL_INTERVAL = 0.5
+#: seconds ``ls-panoptic convert`` may take (a handful of small images: a few seconds)
+CONVERT_TIMEOUT = 300.0
 #: how many consecutive settled polls end the wait
 SETTLED_POLLS = 2
 _MAX_LISTED = 5
@@ -147,19 +150,25 @@ def write_previews(snapshot: Path, images: Path, label_config: str, folder: Path
     return len(entries)
 
 
-def batch_convert(export: Path, images: Path, config: Path, output: Path) -> int:
+def batch_convert(
+    export: Path, images: Path, config: Path, output: Path, env: Mapping[str, str], log: Path
+) -> int:
     """``ls-panoptic convert EXPORT --images --label-config --output``: how many written.
 
     Raises:
-        StepFailed: an image failed to convert (the first failure's message).
+        StepFailed: an image failed to convert (the first failure's message), or the command
+            did (its exit code).
     """
-    report, _labels = run_convert(
-        str(export), output, images, config, None, ConvertOptions(), strict=False,
-        show_progress=False,
-    )  # fmt: skip
-    for failure in report.failures:
-        raise StepFailed(f"the batch conversion failed: {failure.message}")
-    return report.written
+    args = ["convert", str(export), "--images", str(images), "--label-config", str(config),
+            "--output", str(output), "--quiet"]  # fmt: skip
+    code = run_ls_panoptic(args, env, log, CONVERT_TIMEOUT)
+    sidecar = sidecar_path(output)
+    written = json.loads(sidecar.read_text()) if code in (0, 1) and sidecar.is_file() else None
+    if written is not None and written["failures"]:
+        raise StepFailed(f"the batch conversion failed: {written['failures'][0]['message']}", log)
+    if code != 0 or written is None:
+        raise StepFailed(f"ls-panoptic convert exited with code {code}", log)
+    return len(written["entries"])
 
 
 @dataclass(frozen=True)
