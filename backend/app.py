@@ -25,8 +25,8 @@ import time
 from flask import Flask, Response, g, request
 from redis import Redis
 
+from worker.dispatcher import Dispatcher
 from worker.keys import Keys
-from worker.queueing import Dispatcher
 from worker.settings import Settings
 from worker.store import Store
 

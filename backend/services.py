@@ -14,8 +14,8 @@ from typing import ParamSpec, TypeVar
 from flask import current_app, request
 from redis import Redis
 
+from worker.dispatcher import Dispatcher
 from worker.keys import Keys
-from worker.queueing import Dispatcher
 from worker.settings import Settings
 from worker.store import Store
 

@@ -20,9 +20,9 @@ from rq.job import Job, JobStatus
 
 from ls_panoptic.errors import SnapshotError
 from ls_panoptic.snapshot import sidecar_path, write_json_atomic
+from worker.dispatcher import Dispatcher
 from worker.jobqueue import SERIALIZER
 from worker.keys import Keys
-from worker.queueing import Dispatcher
 from worker.settings import Settings
 from worker.store import SnapshotInfo, Store, StoreError
 

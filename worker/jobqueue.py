@@ -1,5 +1,6 @@
-"""How the service uses rq: its JSON serializer, its queue, its workers, and the timeouts and
-retries every job is enqueued with. :mod:`worker.queueing` decides what to enqueue, and when.
+"""How the service's jobs run on rq: its JSON serializer, its queue, its workers, and the
+timeouts and retries every job is enqueued with. :mod:`worker.dispatcher` decides what to
+enqueue, and when.
 
 Jobs name their function by dotted path (``worker.jobs.sync_task``: :func:`job_function`) and
 carry only ints, strings and lists, serialised as JSON (:class:`JobSerializer`, rq's JSON

@@ -12,7 +12,7 @@
     {prefix}:p:{project}:deleted            HASH    task id -> Redis time it was deleted (tombstone)
     {prefix}:p:{project}:status_counts      HASH    status -> how many states have it (/metrics)
     {prefix}:p:{project}:blob:{task}:{ver}  HASH    one immutable stored entry
-    {prefix}:p:{project}:pending:{task}     STRING  coalescing flag (queueing)
+    {prefix}:p:{project}:pending:{task}     STRING  coalescing flag (dispatcher)
     {prefix}:p:{project}:event:{task}       STRING  Redis time of the task's latest event (debounce)
     {prefix}:p:{project}:config_checked     STRING  hash of the config last fetched (config_cache)
 

@@ -28,7 +28,7 @@ on-demand resync compare Label Studio with the store and repair it:
 The store's states are read *before* Label Studio is listed: a task created meanwhile is then
 either listed or has no state yet, so it is never mistaken for a deleted one.
 
-Syncs are enqueued through the :class:`~worker.queueing.Dispatcher` (coalesced with webhook
+Syncs are enqueued through the :class:`~worker.dispatcher.Dispatcher` (coalesced with webhook
 events); the jobs pull each task again, so a task changed during the listing still ends up
 in its latest state.
 """

@@ -27,9 +27,9 @@ from ls_panoptic.images import ImageInfo
 from ls_panoptic.model import ConvertOptions, Task
 
 from .config_cache import ConfigCache
+from .dispatcher import Dispatcher
 from .keys import Keys
 from .labelstudio import LabelStudio, ProjectInfo, UnusableTask
-from .queueing import Dispatcher
 from .settings import Settings
 from .store import Store
 

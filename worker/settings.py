@@ -29,7 +29,7 @@ _BOOLS = {"1": True, "true": True, "yes": True, "on": True}
 _BOOLS.update({"0": False, "false": False, "no": False, "off": False})
 _PREFIX = "LS_PANOPTIC_"
 _MAX_RETRIES = 25  # attempts after the first of one job (LS_PANOPTIC_RETRY_INTERVALS)
-_MAX_DEBOUNCE_MS = 60_000  # LS_PANOPTIC_DEBOUNCE_MS: queueing.DEBOUNCE_KEY_TTL covers it
+_MAX_DEBOUNCE_MS = 60_000  # LS_PANOPTIC_DEBOUNCE_MS: dispatcher.DEBOUNCE_KEY_TTL covers it
 #: default of LS_PANOPTIC_TIME_LIMIT: seconds one image's conversion may take
 DEFAULT_TIME_LIMIT = 60.0
 _NAME = re.compile(r"[A-Za-z0-9_.:-]+")  # queue names and key prefixes: no spaces, no glob chars

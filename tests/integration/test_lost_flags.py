@@ -6,8 +6,8 @@ from __future__ import annotations
 from rq.job import Job
 
 from worker import runtime
+from worker.dispatcher import DEFAULT_PENDING_TTL, LOST_FLAG_GRACE
 from worker.jobqueue import SERIALIZER, drain
-from worker.queueing import DEFAULT_PENDING_TTL, LOST_FLAG_GRACE
 
 from .stub_labelstudio import P, StubLabelStudio
 

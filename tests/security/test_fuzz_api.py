@@ -39,8 +39,8 @@ from tests.security.service import (
     bearer,
     enqueued,
 )
+from worker.dispatcher import Dispatcher
 from worker.keys import Keys
-from worker.queueing import Dispatcher
 from worker.settings import Settings
 from worker.store import Store
 

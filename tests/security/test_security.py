@@ -56,10 +56,10 @@ from tests.security.service import (
     bearer,
 )
 from worker import runtime
+from worker.dispatcher import Dispatcher
 from worker.jobqueue import SERIALIZER, drain
 from worker.keys import Keys
 from worker.labelstudio import LabelStudioNotFound, ProjectInfo
-from worker.queueing import Dispatcher
 from worker.settings import Settings, SettingsError
 from worker.store import Store
 

@@ -1,34 +1,14 @@
-"""Work for the worker: one RQ queue with a JSON serializer, and coalescing per task.
+"""What the service enqueues, and when: the :class:`Dispatcher`, which coalesces the sync jobs
+of each task and lets a burst of events settle first. How jobs run (rq's JSON serializer,
+queue, timeouts, retries, workers) is :mod:`worker.jobqueue`'s.
 
-What this module writes to Redis:
-
-- the RQ queue ``settings.queue_name`` and rq's own job hashes and registries, through
-  :mod:`worker.jobqueue` (JSON only, never pickle; the timeouts and retries of each job).
-- ``keys.pending(project, task)``: STRING, the id of the sync job that will pull that task,
-  set with ``SET NX EX DEFAULT_PENDING_TTL``.
-- ``keys.last_event(project, task)``: STRING, the Redis server time of the task's latest sync
-  event (``seconds.micros``, written by a server-side script: one clock for every machine),
-  expiring after ``DEBOUNCE_KEY_TTL``.
-
-Coalescing: a sync job is enqueued only when the pending flag of its (project, task) was newly
-set; the job clears the flag *before* it pulls the task from Label Studio. Events arriving
-while a job waits add nothing; events arriving while it runs enqueue exactly one more job,
-which pulls the state after them. A burst for one task therefore costs at most two
-conversions, and the last state always wins. A flag whose job is lost (the backend died
-between setting it and enqueueing, or the job ended without clearing it) must not block the
-task: the next event for the task takes it over once it is ``LOST_FLAG_GRACE`` seconds old (a
-server-side script checks the job's status in the same round trip), a resync at once
-(``revive=True``), and the flag expires after ``DEFAULT_PENDING_TTL`` anyway.
-
-Debounce: a job started while events for its task are still streaming in would clear the flag
-mid-burst, and the rest of the burst would enqueue one more job, again and again. So every
-event also records its Redis time (in the same pipeline as the flag: one round trip), and the
-sync job, *before* it clears the flag, waits until the task's latest event is
-``LS_PANOPTIC_DEBOUNCE_MS`` old (:meth:`Dispatcher.await_quiet`), but never longer than
-``LS_PANOPTIC_DEBOUNCE_MAX_S`` from the job's start. A burst whose gaps are shorter than that
-quiet period then costs one conversion, two when the cap cuts it or an event lands between
-the flag's clearing and the pull; an isolated event waits at most the quiet period. The
-ordering argument is unchanged: the pull still follows the clearing of the flag.
+Coalescing: a sync job is enqueued only when the task's pending flag (``keys.pending``: the
+job's id) was newly set, and the job clears the flag *before* it pulls the task from Label
+Studio. Events arriving while a job waits add nothing; events arriving while it runs enqueue
+exactly one more job, which pulls the state after them: a burst for one task costs at most two
+conversions, and the last state always wins. Debounce: every event also stamps its Redis time
+(``keys.last_event``), and the job waits for its task to go quiet before it clears the flag
+(:meth:`Dispatcher.await_quiet`).
 """
 
 from __future__ import annotations
@@ -80,7 +60,8 @@ LOST_FLAG_GRACE = 5
 #: it was set more than ARGV[2] seconds ago and its job (rq's hash ``rq:job:<id>``) is missing or
 #: no longer queued, scheduled, deferred or started: a backend that died between the flag and the
 #: enqueue, or a job that ended without clearing it, must not leave the task unsynced until the
-#: flag expires. Returns 1 per flag now held by the new id (enqueue it), else 0.
+#: flag expires (a resync takes one over at once: ``sync_job(revive=True)``). Returns 1 per flag
+#: now held by the new id (enqueue it), else 0.
 _FLAG_TASKS = """
 local ttl, grace, prefix = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 local alive = {queued=true, scheduled=true, deferred=true, started=true}
@@ -104,7 +85,8 @@ for i, key in ipairs(KEYS) do
 end
 return out
 """
-#: records the Redis server's time in each key of KEYS (``seconds.micros``), EX ARGV[1]
+#: records the Redis server's time in each key of KEYS (``seconds.micros``), EX ARGV[1]: one
+#: clock for every machine
 _STAMP_EVENTS = """
 local t = redis.call('TIME')
 local now = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
@@ -204,8 +186,16 @@ class Dispatcher:
         sleep: Callable[[float], None] = time.sleep,
     ) -> float:
         """Wait until the task's latest event is ``quiet`` seconds old (Redis time) or
-        ``clock()`` reaches ``deadline``; returns the seconds waited. Called by the sync job
-        before :meth:`clear_pending` (see module doc)."""
+        ``clock()`` reaches ``deadline``; returns the seconds waited.
+
+        The sync job calls it before :meth:`clear_pending`: a job started while events for its
+        task still stream in would clear the flag mid-burst, and the rest of the burst would
+        enqueue one more job, again and again. With ``quiet`` at ``LS_PANOPTIC_DEBOUNCE_MS`` and
+        ``deadline`` ``LS_PANOPTIC_DEBOUNCE_MAX_S`` after the job's start, a burst whose gaps
+        are shorter than ``quiet`` costs one conversion, two when the cap cuts it or an event
+        lands between the clearing and the pull; an isolated event waits at most ``quiet``. The
+        pull still follows the clearing of the flag, so the last state still wins.
+        """
         key = self.keys.last_event(int(project), int(task_id))
         started = clock()
         while quiet > 0:
