@@ -1,52 +1,17 @@
 """The RQ job functions. Thin: arguments are ints and lists of ints (JSON), the context comes
 from :func:`worker.runtime.current`, results are JSON (shown in rq-dashboard).
 
-``sync_task`` pulls the task's CURRENT state from Label Studio, whatever the event said:
-webhook payloads can be stale or reordered. Its result is one of ``ok`` (entry stored),
-``empty`` (no usable annotation: no entry), ``error`` (recorded in the task's state: snapshots
-list it instead of an entry, as ``convert`` does, and the last good entry is kept only for
-review), ``stale`` (a newer state was stored meanwhile) or ``dropped`` (the task is
-gone from Label Studio or from this project).
-
-Debounce: before clearing the task's pending flag the job waits (at most
-``LS_PANOPTIC_DEBOUNCE_MAX_S``) until the task's latest event is ``LS_PANOPTIC_DEBOUNCE_MS`` old,
-so a burst of events costs one conversion (see :mod:`worker.queueing`).
-
-Label config: the sync uses the config the store holds while it was fetched from Label Studio
-less than ``LS_PANOPTIC_CONFIG_TTL_S`` ago (:func:`worker.reconcile.project_labels`); a
-``PROJECT_UPDATED`` that changed it enqueues a rebuild, which fetches it, as every resync does.
-
-Ordering: every write carries the Redis server's time taken right after the pending flag was
-cleared and before the task was pulled. A newer pull therefore always carries a later stamp,
-and the store refuses to let an older stamp replace a newer one. (The annotation's own
-``updated_at`` would not do: deleting the newest annotation makes an *older* one current, and
-a task with no usable annotation has none.)
-
-Images: the image is read (from ``LS_PANOPTIC_IMAGES_DIR``) or downloaded (from Label Studio)
-only when the mask depends on it: ``orientation=file`` (the EXIF orientation rotates the mask)
-or an annotation none of whose results gives the size (the image gives it). Otherwise the results'
-``original_width``/``original_height`` give the display-frame size, so the mask is the same
-bytes with or without the image, and a sync costs no image transfer. The EXIF consistency
-check of the batch CLI (``--images``) is therefore not made live.
-
-Failures: Label Studio unavailable (or refusing the key) and Redis errors propagate, so rq
-retries the job with backoff (``jobqueue.DEFAULT_RETRY_INTERVALS``) and the dashboard shows it;
-anything wrong with one image is recorded in that task's state and never fails the job, a
-conversion over ``LS_PANOPTIC_TIME_LIMIT`` included (rq's own timeout of a sync job stays well
-above that limit: ``jobqueue.sync_timeout``).
-
-A failure of the conversion of the selected annotation (the core's ``PanopticError``: a broken
-region, a label outside the label set, a size, region-count or time limit exceeded; or task data
-without a usable image URL) is recorded with its fingerprint
-(:func:`worker.reconcile.failure_fingerprint`): the same inputs fail the same way, so resyncs
-leave the task alone until one of them changes (events for the task and rebuilds still convert
-it). Recorded without a fingerprint, so every resync retries them as before: an unusable label
-config or task data, and every failure to get the image: its download (``LabelStudioError``,
-which may pass) and its file's bytes (an ``ImageError`` of an unreadable image: the object behind
-an unchanged URL can be replaced in cloud storage or in ``LS_PANOPTIC_IMAGES_DIR``, and nothing
-Label Studio lists would show it; only tasks whose mask needs the image read it at all). A
-conversion that read the image and then failed is fingerprinted like any other: a mismatch with a
-replaced image at the same URL is mended by the next event for the task or rebuild.
+``sync_task`` pulls the task's CURRENT state from Label Studio, whatever the event said
+(payloads can be stale or reordered), once its burst of events has settled
+(:meth:`worker.dispatcher.Dispatcher.await_quiet`). It returns ``ok`` (entry stored), ``empty``
+(no usable annotation), ``error`` (recorded in the task's state; snapshots list it instead of
+an entry), ``stale`` (a newer state was stored meanwhile) or ``dropped`` (the task is gone).
+Every write carries the Redis time taken between the clearing of the pending flag and the pull,
+and the store lets no older stamp replace a newer one (not ``updated_at``: deleting the newest
+annotation makes an older one current). The image is read or downloaded only when the mask
+depends on it (``orientation=file``, or no result gives the size), so the batch's EXIF check is
+not made live. Label Studio or Redis unavailable fails the job, which rq retries; anything wrong
+with one image is recorded in its task's state (:func:`worker.reconcile.failure_fingerprint`).
 """
 
 from __future__ import annotations
@@ -121,7 +86,7 @@ def sync_task(project: int, task_id: int) -> str:
         return "ok" if stored else "stale"
     except (LabelStudioUnavailable, LabelStudioAuthError):
         raise
-    except _ConversionFailed as failed:  # the same inputs fail the same way: see module doc
+    except _ConversionFailed as failed:  # fingerprinted: reconcile.failure_fingerprint
         message = failure_message(task_id, failed.cause)  # the batch's words, for live = batch
         fingerprint = reconcile.failure_fingerprint(
             task, failed.annotation, config_hash, rt.options
@@ -208,7 +173,7 @@ def _convert(rt: runtime.Runtime, task: Task, labels: LabelSet) -> Entry | None:
     except (PanopticError, ValueError) as exc:
         raise _ConversionFailed(exc, annotation, key) from exc
     with tempfile.TemporaryDirectory(dir=rt.scratch_dir) as folder:
-        # not fingerprinted: a download may pass later, a file may be replaced (module doc)
+        # not fingerprinted: a download may pass later, a file may be replaced (failure_fingerprint)
         image = rt.labelstudio.image_info(url, Path(folder), task_id=task.id)
         try:
             return convert_task(task, key, labels, options, image)

@@ -1,36 +1,14 @@
 """Make the store agree with Label Studio: the project's label config, and every task's entry.
 
 Webhooks get lost (Label Studio sends each once and never retries), so a periodic and an
-on-demand resync compare Label Studio with the store and repair it:
-
-- the label config is fetched and stored; when it changed, every task is re-converted (a
-  single task's sync uses the stored config while it is younger than
-  ``LS_PANOPTIC_CONFIG_TTL_S``: :func:`project_labels`);
-- a task is synced when the annotation the policy selects is not the one its entry was made
-  from, or was updated after the state the entry was made from was observed (a state's
-  ``updated_at`` is the Redis time at which its sync pulled the task: see :mod:`worker.jobs`),
-  when it has no state, when its last sync failed (unless the conversion of its selected
-  annotation failed and nothing that failure depends on changed since: the same annotation,
-  not updated, the same label config, task data and conversion options, its state's
-  ``error_fingerprint`` being :func:`failure_fingerprint` of the listed task; the same inputs
-  would fail the same way), or when it has an entry but no usable annotation any more, or when
-  its entry was converted under another label config (recorded per state: a config change that
-  another job stored first leaves ``same`` here, and its rebuild may still be queued, or lost);
-- a rebuild (``force``: after a label config change) re-syncs every task with an annotation or
-  an entry, failed ones included;
-- a task with a state in the store but absent from Label Studio is dropped;
-- a task whose data the client cannot use (:class:`~worker.labelstudio.UnusableTask`) is
-  listed like any other and synced: its sync job records why, as the task's error state, like
-  every sync of it does, while the rest of the project is compared and repaired as usual. A
-  failure of the listing itself (Label Studio unreachable, an HTTP error) fails the resync,
-  which rq retries; nothing is dropped then.
-
-The store's states are read *before* Label Studio is listed: a task created meanwhile is then
-either listed or has no state yet, so it is never mistaken for a deleted one.
+on-demand :func:`resync` compares Label Studio with the store and repairs it: it fetches the
+label config (a change re-converts every task), syncs every task :func:`needs_sync` picks, and
+drops the tasks Label Studio no longer lists. A failure of the listing itself (Label Studio
+unreachable, an HTTP error) fails the resync, which rq retries; nothing is dropped then.
 
 Syncs are enqueued through the :class:`~worker.dispatcher.Dispatcher` (coalesced with webhook
-events); the jobs pull each task again, so a task changed during the listing still ends up
-in its latest state.
+events); the jobs pull each task again, so a task changed during the listing still ends up in
+its latest state. One task's sync takes its label config from :func:`project_labels`.
 """
 
 from __future__ import annotations
@@ -134,6 +112,8 @@ def resync(runtime: Runtime, project: int, *, force: bool = False) -> dict[str, 
         return {"project": project, "project_deleted": True}
     force = force or change == "changed"
     listing_started = runtime.clock()  # tasks it does not list were deleted by then
+    # states are read before the listing: a task created meanwhile is then either listed or
+    # has no state yet, so it is never mistaken for a deleted one
     states = {state.task_id: state for state in runtime.store.states(project)}
     listed, to_sync = _compare(runtime, project, states, force, digest)
     gone = sorted(set(states) - listed)
@@ -165,7 +145,8 @@ def _compare(
     listed: set[int] = set()
     to_sync: list[int] = []
     for task in runtime.labelstudio.list_tasks(project):
-        if isinstance(task, UnusableTask):  # its sync records why, as the task's error state
+        # data the client cannot use: listed and synced like any other, its sync records why
+        if isinstance(task, UnusableTask):
             listed.add(task.id)
             to_sync.append(task.id)
             continue
@@ -188,8 +169,18 @@ def needs_sync(
 ) -> bool:
     """Whether ``task`` as listed by Label Studio must be synced, given its stored ``state``
     and the hash of the project's current label config (``None``: not compared; a failed task
-    is then synced). ``force`` syncs every task with a selected annotation, and every other one
-    whose state is not ``empty``."""
+    is then synced). ``force`` (a rebuild) syncs every task with a selected annotation, and
+    every other one whose state is not ``empty``.
+
+    Otherwise a task is synced when it has no state; when it has an entry but no usable
+    annotation any more; when the annotation the policy selects is not the one its entry was
+    made from, or was edited after the pull its state was made from (a state's ``updated_at``
+    is the Redis time of that pull: :func:`worker.jobs.sync_task`); when its entry was
+    converted under another label config (recorded per state: a config change another job
+    stored first leaves ``same`` in :func:`resync`, and its rebuild may still be queued, or
+    lost); and when its last sync failed, unless :func:`failure_fingerprint` tells that nothing
+    the failure depends on changed.
+    """
     try:
         chosen = select_annotation(task, options.annotation, options.use_predictions)
     except ValueError:
@@ -228,8 +219,11 @@ def failure_fingerprint(
     task: Task, annotation: Annotation, config_hash: str, options: ConvertOptions
 ) -> str | None:
     """What converting ``annotation`` (the one the policy selects) of ``task`` depends on, as
-    one compact string: a failure recorded with it (``EntryState.error_fingerprint``) is not
-    retried by resyncs while Label Studio lists the task with the same fingerprint.
+    one compact string.
+
+    The same inputs fail the same way: a task whose conversion failed is recorded with this
+    fingerprint (``EntryState.error_fingerprint``), and resyncs leave it alone while Label
+    Studio lists it with the same one (events for the task and rebuilds still convert it).
 
     ``"annotation <id> updated <stamp>; inputs <hex>"`` (``prediction`` for a prediction): the
     annotation's id and its ``updated_at`` (else ``created_at``; Label Studio moves it on every
@@ -237,7 +231,14 @@ def failure_fingerprint(
     config's hash (``store.config_hash``), the task's whole ``data`` (the image URL is one of its
     values: which one, the label config says), and the conversion options (``LS_PANOPTIC_*``:
     raising a pixel, region or time limit, or skipping unknown labels, may mend a failure).
-    The image's bytes are not in it: :mod:`worker.jobs` fingerprints no failure to read them.
+
+    The image's bytes are not in it, so :mod:`worker.jobs` records without a fingerprint (and
+    every resync retries) whatever fails before the conversion: an unusable label config or task
+    data, and every failure to get the image, its download (which may pass later) or its file
+    (the object behind an unchanged URL can be replaced in cloud storage or in
+    ``LS_PANOPTIC_IMAGES_DIR``, and nothing Label Studio lists would show it). A conversion that
+    read the image and then failed is fingerprinted like any other: a mismatch with a replaced
+    image is mended by the next event for the task, or a rebuild.
 
     ``None`` when it cannot be told (an annotation without id or timestamp, data that is not
     JSON): such a failure is retried by every resync.
