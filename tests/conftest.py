@@ -1,4 +1,8 @@
-"""Shared fixtures: a small synthetic Label Studio project, and a real Redis.
+"""Shared fixtures, one per layer (as in Flask's tutorial): a small synthetic Label Studio
+project; a real Redis (``redis_url``, ``redis_client``); the service's ``settings``; the store
+(``keys``, ``store``); Label Studio as the worker's jobs see it (``stub``); the worker's runtime
+(``rt``, and ``make_rt`` for other settings); the backend (``app``, ``client``). Tokens,
+credentials and the checks of what the service left in Redis: ``tests/service.py``.
 
 Redis: one database, ``redis://127.0.0.1:6379/15`` unless ``LSP_TEST_REDIS_URL`` says otherwise
 (another database number keeps parallel runs apart), flushed around each test that uses it.
@@ -9,14 +13,26 @@ a skip. Never fakeredis.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
+from flask import Flask
+from flask.testing import FlaskClient
 
+from backend.app import create_app
 from devstack.synthetic import SyntheticProject, make_project
+from tests.service import API_TOKEN, WEBHOOK_TOKEN
+from tests.stub_labelstudio import StubLabelStudio
+from worker import runtime
+from worker.keys import Keys
+from worker.settings import Settings
+from worker.store import Store
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -85,3 +101,77 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
     yield client
     client.flushdb()
     client.close()
+
+
+# -- the service under test -------------------------------------------------------------------
+
+
+@pytest.fixture
+def settings(redis_url: str, tmp_path: Path) -> Settings:
+    """Production-like settings of the backend and the worker alike: both tokens
+    (``tests/service.py``), no dev mode, the test database, keys under ``lsptest``."""
+    return Settings(
+        redis_url=redis_url,
+        webhook_token=WEBHOOK_TOKEN,
+        api_token=API_TOKEN,
+        key_prefix="lsptest",
+        snapshot_dir=tmp_path / "snapshots",
+    )
+
+
+@pytest.fixture
+def keys(settings: Settings) -> Keys:
+    return Keys(settings.key_prefix)
+
+
+@pytest.fixture
+def store(redis_client: redis.Redis, keys: Keys) -> Store:
+    """The store alone; superseded blobs expire after 600 s."""
+    return Store(redis_client, keys, grace_seconds=600)
+
+
+@pytest.fixture
+def stub() -> StubLabelStudio:
+    """Label Studio as the jobs see it (a module that needs another one overrides this)."""
+    return StubLabelStudio()
+
+
+@pytest.fixture
+def make_rt(
+    settings: Settings,
+    redis_client: redis.Redis,
+    stub: runtime.LabelStudioAPI,
+    tmp_path: Path,
+) -> Iterator[Callable[..., runtime.Runtime]]:
+    """``make_rt(**overrides)``: the worker's runtime over ``settings`` with those fields
+    replaced, the test database and ``stub``, active until the test ends."""
+    with contextlib.ExitStack() as active:
+
+        def make(**overrides: Any) -> runtime.Runtime:
+            built = runtime.build(
+                dataclasses.replace(settings, **overrides),
+                connection=redis_client,
+                labelstudio=stub,
+                scratch_dir=tmp_path,
+            )
+            return active.enter_context(runtime.activate(built))
+
+        yield make
+
+
+@pytest.fixture
+def rt(make_rt: Callable[..., runtime.Runtime]) -> runtime.Runtime:
+    """The worker's runtime over ``settings``, active for the test."""
+    return make_rt()
+
+
+@pytest.fixture
+def app(settings: Settings, redis_client: redis.Redis) -> Flask:
+    """The service's app as ``serve`` builds it: its error handlers answer every exception,
+    even an unexpected one, with the JSON error body."""
+    return create_app(settings, redis_client)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()

@@ -1,6 +1,6 @@
-"""The Flask backend against a real Redis (``redis_client`` of tests/conftest.py: the test
-database, flushed around every test). Tokens, credentials and the app's construction are those
-of the security tests (``tests/security/service.py``).
+"""The Flask backend against a real Redis, through the shared fixtures of tests/conftest.py
+(``settings``, ``app``, ``client``, ``store``: the test database, flushed around every test) and
+the tokens and credentials of ``tests/service.py``.
 
 What is checked is the effect, not only the status: the RQ jobs in the queue (function and
 arguments, JSON-serialised), the annotation index in the store, the event counters in
@@ -27,17 +27,7 @@ from backend.app import DEFAULT_MAX_CONTENT_LENGTH, create_app
 from backend.mlbackend import MODEL_CLASS, MODEL_VERSION
 from cli import serve as serve_module
 from ls_panoptic.model import Entry
-from tests.security.service import (
-    API,
-    API_TOKEN,
-    HOOK,
-    WEBHOOK_TOKEN,
-    basic,
-    bearer,
-    build_app,
-    enqueued,
-    service_settings,
-)
+from tests.service import API, API_TOKEN, HOOK, WEBHOOK_TOKEN, basic, bearer, enqueued
 from worker.jobqueue import make_queue
 from worker.keys import Keys
 from worker.settings import Settings, SettingsError
@@ -50,29 +40,6 @@ CONFIG = (
     "</BrushLabels></View>"
 )
 ID2LABEL = {0: "leaf", 1: "stem", 2: "background"}
-
-
-# -- fixtures ---------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def settings(redis_url: str, tmp_path: Path) -> Settings:
-    return service_settings(redis_url, tmp_path / "snapshots")
-
-
-@pytest.fixture
-def app(settings: Settings, redis_client: redis.Redis) -> Flask:
-    return build_app(settings, redis_client, testing=True)  # a handler's exception raises
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
-
-
-@pytest.fixture
-def store(redis_client: redis.Redis, settings: Settings) -> Store:
-    return Store(redis_client, Keys(settings.key_prefix))
 
 
 # -- helpers ----------------------------------------------------------------------------------

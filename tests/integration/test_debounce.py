@@ -12,18 +12,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-import redis
 
+from tests.stub_labelstudio import CONFIG, P, StubLabelStudio
 from worker import reconcile, runtime
 from worker.jobqueue import drain
-from worker.settings import Settings
-
-from .stub_labelstudio import CONFIG, P, StubLabelStudio
 
 SWAPPED = CONFIG.replace(
     '<Label value="leaf"/><Label value="stem"/>', '<Label value="stem"/><Label value="leaf"/>'
@@ -40,27 +36,7 @@ def annotation(annotation_id: int, label: str, n: int = 0) -> dict[str, Any]:
             "created_at": stamp, "updated_at": stamp, "ground_truth": False}  # fmt: skip
 
 
-Build = Callable[..., runtime.Runtime]
-
-
-@pytest.fixture
-def make_rt(redis_client: redis.Redis, stub: StubLabelStudio, tmp_path: Path) -> Iterator[Build]:
-    """``make_rt(**settings)``: a runtime with those settings, active until the test ends."""
-    stack: list[Any] = []
-
-    def make(**overrides: Any) -> runtime.Runtime:
-        settings = Settings(queue_name="lsp-test", key_prefix="lsptest", **overrides)
-        built = runtime.build(
-            settings, connection=redis_client, labelstudio=stub, scratch_dir=tmp_path
-        )
-        context = runtime.activate(built)
-        context.__enter__()
-        stack.append(context)
-        return built
-
-    yield make
-    for context in reversed(stack):
-        context.__exit__(None, None, None)
+Build = Callable[..., runtime.Runtime]  # the shared ``make_rt`` fixture (tests/conftest.py)
 
 
 def run_burst(rt: runtime.Runtime) -> None:

@@ -19,13 +19,13 @@ from ls_panoptic.batch import convert_tasks
 from ls_panoptic.labels import labelset_from_config
 from ls_panoptic.sidecar import Failure
 from ls_panoptic.tasks import task_from_dict
-from tests.security.service import API, build_app, service_settings
+from tests.service import API
+from tests.stub_labelstudio import P as STUB_PROJECT
+from tests.stub_labelstudio import StubLabelStudio
 from worker import runtime
 from worker.keys import Keys
 from worker.store import Store
 
-from .stub_labelstudio import P as STUB_PROJECT
-from .stub_labelstudio import StubLabelStudio
 from .test_queueing import annotation, now, sync_and_run
 from .test_store import T0, T1, T2, P, blob_versions, make_entry
 
@@ -149,13 +149,6 @@ def test_a_failed_task_sharing_an_entrys_image_key_fails_both_as_in_a_batch(
     assert messages[2] == BROKEN
     assert messages[1].startswith("task 1: image key 'img_1.jpg' is also produced by task 3;")
     assert messages[3].startswith("task 3: image key 'img_1.jpg' is also produced by task 1;")
-
-
-@pytest.fixture
-def client(redis_url: str, redis_client: redis.Redis, keys: Keys, tmp_path: Path) -> FlaskClient:
-    """The service's API over the ``store`` fixture's keys."""
-    settings = service_settings(redis_url, tmp_path, key_prefix=keys.prefix)
-    return build_app(settings, redis_client, testing=True).test_client()
 
 
 def test_entries_and_previews_show_the_last_good_entry_marked_stale(

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from rq.job import Job
 
+from tests.stub_labelstudio import P, StubLabelStudio
 from worker import runtime
 from worker.dispatcher import DEFAULT_PENDING_TTL, LOST_FLAG_GRACE
 from worker.jobqueue import SERIALIZER, drain
-
-from .stub_labelstudio import P, StubLabelStudio
 
 #: a flag set this long ago (its TTL this much below DEFAULT_PENDING_TTL)
 AGED = LOST_FLAG_GRACE + 5

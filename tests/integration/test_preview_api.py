@@ -1,48 +1,28 @@
 """``GET /projects/<id>/entries/<task>/preview.png`` against a real Redis: the stored entry
-drawn, each segment in its class's hue, sized as asked, behind API_TOKEN."""
+drawn, each segment in its class's hue, sized as asked, behind API_TOKEN (the shared ``client``
+and ``store`` of tests/conftest.py)."""
 
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import numpy as np
 import pytest
-import redis
 from flask.testing import FlaskClient
 from PIL import Image
 
-from backend.app import create_app
 from ls_panoptic.labels import labelset_from_config
 from ls_panoptic.model import Entry
 from ls_panoptic.preview import render_preview
-from worker.keys import Keys
-from worker.settings import Settings
+from tests.service import API, HOOK
 from worker.store import Store
 
 P, TASK = 5, 12
-API = {"Authorization": "Bearer api-secret"}
 CONFIG = """<View><Image name="image" value="$image"/>
 <BrushLabels name="tag" toName="image"><Label value="leaf"/><Label value="stem"/></BrushLabels>
 </View>"""
 LABELS = labelset_from_config(CONFIG)
 T1 = "2024-05-01T10:00:01Z"
-
-
-@pytest.fixture
-def store(redis_client: redis.Redis) -> Store:
-    return Store(redis_client, Keys("lsptest-preview"))
-
-
-@pytest.fixture
-def client(redis_url: str, redis_client: redis.Redis, tmp_path: Path) -> FlaskClient:
-    settings = Settings(
-        redis_url=redis_url, webhook_token="hook-secret", api_token="api-secret",
-        key_prefix="lsptest-preview", snapshot_dir=tmp_path,
-    )  # fmt: skip
-    app = create_app(settings, redis_client)
-    app.testing = True
-    return app.test_client()
 
 
 def stored_entry(store: Store, height: int = 300, width: int = 400) -> Entry:
@@ -117,4 +97,4 @@ def test_the_preview_needs_the_api_token(client: FlaskClient, store: Store) -> N
     stored_entry(store)
     path = f"/projects/{P}/entries/{TASK}/preview.png"
     assert client.get(path).status_code == 401
-    assert client.get(path, headers={"Authorization": "Bearer hook-secret"}).status_code == 401
+    assert client.get(path, headers=HOOK).status_code == 401

@@ -17,11 +17,10 @@ from rq import Queue
 from rq.job import Job, JobStatus
 
 from ls_panoptic.errors import ImageError
+from tests.stub_labelstudio import CONFIG, P, StubLabelStudio
 from worker import jobs, reconcile, runtime
 from worker.jobqueue import DEFAULT_RETRY_INTERVALS, SERIALIZER, drain
 from worker.labelstudio import LabelStudioError
-
-from .stub_labelstudio import CONFIG, P, StubLabelStudio
 
 OLD = "2024-05-01T10:00:00.000000Z"
 

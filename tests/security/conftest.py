@@ -1,8 +1,8 @@
-"""Fixtures of the security and robustness tests: a real Redis, and the fuzzing budget.
+"""The fuzzing budget of the security and robustness tests.
 
-Redis: the ``redis_url`` / ``redis_client`` fixtures of ``tests/conftest.py``: database
-``redis://127.0.0.1:6379/15`` unless ``LSP_TEST_REDIS_URL`` says otherwise, never database 0,
-flushed around each test; unreachable -> skip, or fail under ``LSP_REDIS_REQUIRED=1``.
+The service they attack is built by the shared fixtures of ``tests/conftest.py`` (``settings``:
+production-like, both tokens, no dev mode; ``app``, ``client``, ``store``, ``rt``; a real Redis,
+see there), with the tokens and credentials of ``tests/service.py``.
 
 Fuzzing: every property test builds its hypothesis test inside the pytest test (so function-scoped
 fixtures are fine) and decorates it with the ``fuzz`` fixture. By default that is a CI-sized,
@@ -19,17 +19,9 @@ example and a ``@reproduce_failure`` line.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-import redis
-from flask import Flask
-from flask.testing import FlaskClient
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
-
-from tests.security.service import build_app, service_settings
-from worker.settings import Settings
 
 DEFAULT_EXAMPLES = 200
 
@@ -48,19 +40,3 @@ def fuzz(request: pytest.FixtureRequest) -> hypothesis_settings:
         print_blob=True,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     )
-
-
-@pytest.fixture
-def settings(redis_url: str, tmp_path: Path) -> Settings:
-    """Production-like service settings (both tokens, no dev mode) on the test database."""
-    return service_settings(redis_url, tmp_path / "snapshots")
-
-
-@pytest.fixture
-def app(settings: Settings, redis_client: redis.Redis) -> Flask:
-    return build_app(settings, redis_client)
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()

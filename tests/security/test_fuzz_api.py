@@ -28,7 +28,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from ls_panoptic.model import Entry
-from tests.security.service import (
+from tests.service import (
     API,
     API_TOKEN,
     MAX_ID,

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from backend.app import DEFAULT_MAX_CONTENT_LENGTH
 from backend.events import HANDLED_ACTIONS, PayloadError, parse_event
-from tests.security.service import (
+from tests.service import (
     HOOK,
     MAX_ID,
     WEBHOOK_TOKEN,

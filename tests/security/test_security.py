@@ -46,7 +46,7 @@ from cli import worker_cmd
 from ls_panoptic.images import ImageInfo
 from ls_panoptic.model import Entry, Task
 from ls_panoptic.tasks import task_from_dict
-from tests.security.service import (
+from tests.service import (
     API,
     API_TOKEN,
     HOOK,
@@ -256,6 +256,12 @@ class _Tasks:
         raise AssertionError("regions give the size")
 
 
+@pytest.fixture
+def stub() -> _Tasks:
+    """Label Studio for the shared ``rt`` fixture (tests/conftest.py)."""
+    return _Tasks()
+
+
 def plant_bombs(client: redis.Redis, settings: Settings, bomb: bytes) -> str:
     """A store and a queue with pickles where the service keeps JSON, zstd and text; the id of
     the job whose call (``data``) is a pickle. (A pickled ``meta``: see the tests below.)"""
@@ -287,18 +293,16 @@ def test_pickles_planted_in_redis_are_never_loaded(
     client: FlaskClient,
     redis_client: redis.Redis,
     settings: Settings,
+    rt: runtime.Runtime,
     tmp_path: Path,
 ) -> None:
     marker = tmp_path / "unpickled"
     bomb = pickle.dumps(_Bomb(marker))
     planted = plant_bombs(redis_client, settings, bomb)
-    rt = runtime.build(
-        settings, connection=redis_client, labelstudio=_Tasks(), scratch_dir=tmp_path
-    )
-    with runtime.activate(rt):  # the jobs: a sync, the planted one, a resync, index lookups
-        honest = rt.dispatcher.enqueue_sync(PROJECT, 11)
-        others = [rt.dispatcher.drop_annotations([913, 914, 5]), rt.dispatcher.resync_project(3)]
-        drain([rt.dispatcher.queue], redis_client)
+    # the jobs: a sync, the planted one, a resync, index lookups
+    honest = rt.dispatcher.enqueue_sync(PROJECT, 11)
+    others = [rt.dispatcher.drop_annotations([913, 914, 5]), rt.dispatcher.resync_project(3)]
+    drain([rt.dispatcher.queue], redis_client)
     assert not marker.exists()
     refused = Job.fetch(planted, redis_client, SERIALIZER).get_status()
     assert refused in (JobStatus.FAILED, JobStatus.SCHEDULED)  # never run: failed, or retried
@@ -343,7 +347,7 @@ def _worker_command(rt: runtime.Runtime) -> None:  # ``ls-panoptic worker``: rq'
 @pytest.mark.parametrize("work", [_simple_worker, _worker_command])
 def test_a_job_with_pickled_data_and_meta_does_not_stop_the_worker(
     redis_client: redis.Redis,
-    settings: Settings,
+    rt: runtime.Runtime,
     tmp_path: Path,
     work: Callable[[runtime.Runtime], None],
 ) -> None:
@@ -351,16 +355,12 @@ def test_a_job_with_pickled_data_and_meta_does_not_stop_the_worker(
     job, saved that back as JSON: it raised inside rq's failure handling and the worker quit.
     ``worker.jobqueue.JobSerializer`` saves it as ``{}``."""
     bomb = pickle.dumps(_Bomb(tmp_path / "unpickled"))
-    rt = runtime.build(
-        settings, connection=redis_client, labelstudio=_Tasks(), scratch_dir=tmp_path
-    )
     planted = rt.dispatcher.drop_tasks(PROJECT, [99])
     redis_client.hset(
         Job.key_for(str(planted)), mapping={"data": zlib.compress(bomb), "meta": bomb}
     )
     honest = rt.dispatcher.drop_tasks(PROJECT, [98])
-    with runtime.activate(rt):
-        work(rt)
+    work(rt)
     assert not (tmp_path / "unpickled").exists()
     assert Job.fetch(str(honest), redis_client, SERIALIZER).get_status() == JobStatus.FINISHED
     refused = Job.fetch(str(planted), redis_client, SERIALIZER)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,6 @@ from worker.labelstudio import (
     _listed,
     _task,
 )
-from worker.settings import Settings
 
 P = 7
 CONFIG = """<View><Image name="image" value="$image"/>
@@ -160,16 +159,20 @@ def tasks() -> dict[int, dict[str, Any]]:
 
 
 @pytest.fixture
-def rt(
-    redis_client: redis.Redis, tasks: dict[int, dict[str, Any]], tmp_path: Path
-) -> Iterator[runtime.Runtime]:
-    settings = Settings(queue_name="lsp-security", key_prefix="lspsec")
-    stub = StubLabelStudio(tasks)
-    built = runtime.build(settings, connection=redis_client, labelstudio=stub, scratch_dir=tmp_path)
-    with runtime.activate(built):
-        # the project is known, so a sync does not enqueue the project's first resync
-        built.store.set_project(P, CONFIG, labelset_from_config(CONFIG).id2label)
-        yield built
+def stub(tasks: dict[int, dict[str, Any]]) -> StubLabelStudio:
+    """Label Studio for the shared ``rt`` and ``make_rt`` fixtures (tests/conftest.py)."""
+    return StubLabelStudio(tasks)
+
+
+def known_project(built: runtime.Runtime) -> runtime.Runtime:
+    """The project is known, so a sync does not enqueue the project's first resync."""
+    built.store.set_project(P, CONFIG, labelset_from_config(CONFIG).id2label)
+    return built
+
+
+@pytest.fixture
+def rt(rt: runtime.Runtime) -> runtime.Runtime:
+    return known_project(rt)
 
 
 def run_burst(rt: runtime.Runtime) -> None:
@@ -221,18 +224,13 @@ def test_a_task_turning_bad_keeps_its_last_good_entry(
 
 
 def test_an_image_over_the_time_limit_is_a_recorded_error(
-    redis_client: redis.Redis, tasks: dict[int, dict[str, Any]], tmp_path: Path
+    redis_client: redis.Redis, make_rt: Callable[..., runtime.Runtime]
 ) -> None:
-    settings = Settings(queue_name="lsp-security", key_prefix="lspsec", time_limit=1e-9)
-    built = runtime.build(
-        settings, connection=redis_client, labelstudio=StubLabelStudio(tasks), scratch_dir=tmp_path
-    )
-    with runtime.activate(built):
-        built.store.set_project(P, CONFIG, labelset_from_config(CONFIG).id2label)
-        job_id = built.dispatcher.enqueue_sync(P, GOOD[0])
-        job = Job.fetch(str(job_id), connection=redis_client, serializer=SERIALIZER)
-        assert job.timeout == sync_timeout(settings) >= DEFAULT_SYNC_TIMEOUT  # rq allows more
-        run_burst(built)
+    built = known_project(make_rt(time_limit=1e-9))
+    job_id = built.dispatcher.enqueue_sync(P, GOOD[0])
+    job = Job.fetch(str(job_id), connection=redis_client, serializer=SERIALIZER)
+    assert job.timeout == sync_timeout(built.settings) >= DEFAULT_SYNC_TIMEOUT  # rq allows more
+    run_burst(built)
     assert job.get_status() == JobStatus.FINISHED and job.return_value() == "error"
     assert built.dispatcher.queue.scheduled_job_registry.get_job_ids() == []  # not retried
     (state,) = built.store.states(P)

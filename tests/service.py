@@ -1,21 +1,17 @@
-"""The service under test: its tokens, how to build it, and what it left in Redis.
-
-Shared by the fuzz and security tests of this folder (fixtures live in ``conftest.py``) and by
-``tests/integration/test_backend.py``.
+"""The service under test, as every test folder sees it: its tokens and credentials, and what it
+left in Redis. The fixtures that build it (``settings``, ``app``, ``client``, ``rt`` ...) are in
+``tests/conftest.py``.
 """
 
 from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import redis
-from flask import Flask
 from werkzeug.test import TestResponse
 
-from backend.app import create_app
 from worker.jobqueue import make_queue
 from worker.settings import Settings
 
@@ -29,9 +25,7 @@ __all__ = [
     "assert_valid_ids",
     "basic",
     "bearer",
-    "build_app",
     "enqueued",
-    "service_settings",
 ]
 
 # '=' '/' '+' and a Basic-looking prefix: tokens must survive Bearer and Basic parsing
@@ -51,25 +45,6 @@ def basic(password: str, user: str = "label-studio") -> dict[str, str]:
 
 HOOK = bearer(WEBHOOK_TOKEN)
 API = bearer(API_TOKEN)
-
-
-def service_settings(redis_url: str, snapshot_dir: Path, **overrides: Any) -> Settings:
-    """Production-like settings: both tokens set, dev mode off."""
-    values: dict[str, Any] = {
-        "redis_url": redis_url,
-        "webhook_token": WEBHOOK_TOKEN,
-        "api_token": API_TOKEN,
-        "snapshot_dir": snapshot_dir,
-    }
-    return Settings(**(values | overrides))
-
-
-def build_app(settings: Settings, client: redis.Redis, testing: bool = False) -> Flask:
-    """The service's app. By default errors go through the JSON handlers, as in production;
-    ``testing=True``: an exception in a handler propagates to the test instead."""
-    app = create_app(settings, client)
-    app.testing = testing
-    return app
 
 
 def enqueued(client: redis.Redis, settings: Settings) -> list[tuple[str, list[Any]]]:
