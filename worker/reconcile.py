@@ -94,7 +94,7 @@ def project_labels(runtime: Runtime, project: int) -> tuple[LabelSet, str]:
 
 
 def _before(stamp: str, seconds: float) -> str:
-    return (dt.datetime.fromisoformat(stamp) - dt.timedelta(seconds=seconds)).isoformat()
+    return (parse_timestamp(stamp) - dt.timedelta(seconds=seconds)).isoformat()
 
 
 def resync(runtime: Runtime, project: int, *, force: bool = False) -> dict[str, Any]:
