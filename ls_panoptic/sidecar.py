@@ -1,7 +1,8 @@
 """The sidecar JSON beside every snapshot, and how a task left out of a snapshot is described.
 
 One builder for the batch conversion (``convert``) and the live store's snapshot, so the two
-sidecars of one project agree, failures (image-key collisions included) too. Format ``ls-panoptic/1``::
+sidecars of one project agree, failures (image-key collisions included) too. Format
+``ls-panoptic/1``::
 
     format         "ls-panoptic/1"
     created_at     when the snapshot was taken (UTC, ISO 8601, seconds)
