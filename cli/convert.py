@@ -24,7 +24,7 @@ from ls_panoptic.parse import region_labels
 from ls_panoptic.selection import parse_policy, select_annotation
 
 from .previews import preview_writer
-from .report import print_labels, print_report, progress_callback
+from .report import print_labels, print_report, progress_callback, with_remedy
 
 __all__ = ["convert", "run_convert"]
 
@@ -58,7 +58,7 @@ def _load_tasks(export: str) -> list[Task]:
         else:
             tasks, _fmt = read_export(Path(export))
     except ExportError as exc:
-        raise UsageProblem(str(exc)) from exc
+        raise UsageProblem(with_remedy(str(exc), exc.remedy)) from exc
     return tasks
 
 
@@ -86,7 +86,7 @@ def _label_set(
     except OSError as exc:
         raise UsageProblem(f"cannot read {label_config or id2label}: {exc.strerror}") from exc
     except LabelConfigError as exc:
-        raise UsageProblem(str(exc)) from exc
+        raise UsageProblem(with_remedy(str(exc), exc.remedy)) from exc
     return labelset_from_labels(_labels_in(tasks, options)), True
 
 

@@ -1,4 +1,9 @@
-"""Terminal output of the CLI: progress bar, label table, closing summary, failure lines."""
+"""Terminal output of the CLI: progress bar, label table, closing summary, failure lines.
+
+The one place the CLI words what a user can do about a failure: the core's errors carry a
+:class:`~ls_panoptic.errors.Remedy`, and :data:`CLI_REMEDIES` says it as ``convert``'s options
+(the service says the same remedies as its settings, in ``worker/remedies.py``).
+"""
 
 from __future__ import annotations
 
@@ -9,10 +14,30 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ls_panoptic.batch import BatchReport, Outcome
+from ls_panoptic.batch import BatchFailure, BatchReport, Outcome
+from ls_panoptic.errors import Remedy
 from ls_panoptic.labels import LabelSet
 
-__all__ = ["print_labels", "print_report", "progress_callback"]
+__all__ = [
+    "CLI_REMEDIES",
+    "failure_line",
+    "print_labels",
+    "print_report",
+    "progress_callback",
+    "with_remedy",
+]
+
+#: what to do about a failure, in ``convert``'s words (max_regions and max_pixels have no option)
+CLI_REMEDIES: dict[Remedy, str] = {
+    Remedy.IMAGE: "pass the image (convert --images) so its size is used",
+    Remedy.TIME_LIMIT: "raise --time-limit or split the image",
+    Remedy.MAX_REGIONS: "if they are real, raise it in Python (ConvertOptions.max_regions)",
+    Remedy.MAX_PIXELS: "if it is real, raise it in Python (ConvertOptions.max_pixels)",
+    Remedy.UNKNOWN_LABELS: "add it to the label config / id2label file, "
+    "or pass --unknown-labels skip",
+    Remedy.KEY: "use --key path or --key task to tell them apart",
+    Remedy.PREDICTIONS: "pass --predictions",
+}
 
 _out = Console(highlight=False, soft_wrap=True)
 _err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -93,4 +118,15 @@ def print_report(report: BatchReport, labels: LabelSet) -> None:
             markup=False,
         )
     for failure in report.failures:
-        _err.print(f"error: {failure.message}", markup=False, soft_wrap=True)
+        _err.print(f"error: {failure_line(failure)}", markup=False, soft_wrap=True)
+
+
+def with_remedy(message: str, remedy: Remedy | None) -> str:
+    """``message``, then what to do about it in ``convert``'s words (when a user can)."""
+    return message if remedy is None else f"{message}; {CLI_REMEDIES[remedy]}"
+
+
+def failure_line(failure: BatchFailure) -> str:
+    """The line printed for a failed task: the sidecar's message (task, region, reason) and
+    what to do."""
+    return with_remedy(failure.message, failure.remedy)

@@ -1,8 +1,9 @@
 """A whole export -> one snapshot and its sidecar, image by image, in bounded memory.
 
 Each task is converted and written to the snapshot at once, so memory holds about one entry.
-A task that fails is reported (task, region, reason) and the others are still written,
-unless ``strict`` is set, in which case nothing is written at all.
+A task that fails is reported (task, region, reason, and what a user could change: ``remedy``)
+and the others are still written, unless ``strict`` is set, in which case nothing is written
+at all.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 from .compose import Scratch
 from .convert import convert_task
-from .errors import ImageError, PanopticError
+from .errors import ImageError, PanopticError, Remedy
 from .images import ImageIndex, ImageInfo
 from .labels import LabelSet
 from .model import ConvertOptions, Entry, Task
@@ -25,7 +26,21 @@ from .selection import select_annotation
 from .sidecar import Failure, build_sidecar, failure_message, key_collisions
 from .snapshot import SnapshotWriter, sidecar_path, write_json_atomic
 
-__all__ = ["BatchReport", "Failure", "Outcome", "convert_tasks", "plan_keys"]
+__all__ = ["BatchFailure", "BatchReport", "Failure", "Outcome", "convert_tasks", "plan_keys"]
+
+
+@dataclass(frozen=True)
+class BatchFailure(Failure):
+    """A task left out, as the sidecar lists it, and what a user could change to let it
+    through (``None``: the task itself must change); front ends word ``remedy`` for their
+    users (:mod:`ls_panoptic.errors`)."""
+
+    remedy: Remedy | None = None
+
+
+def _failed(task_id: int | None, key: str | None, exc: Exception) -> BatchFailure:
+    remedy = exc.remedy if isinstance(exc, PanopticError) else None
+    return BatchFailure(task_id, key, failure_message(task_id, exc), remedy)
 
 
 @dataclass(frozen=True)
@@ -35,7 +50,7 @@ class Outcome:
     task_id: int | None
     key: str | None
     entry: Entry | None = None
-    failure: Failure | None = None
+    failure: BatchFailure | None = None
     skipped: str | None = None
 
 
@@ -46,7 +61,7 @@ class BatchReport:
     output: Path
     sidecar: Path
     written: int = 0
-    failures: list[Failure] = field(default_factory=list)
+    failures: list[BatchFailure] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     regions: Counter[str] = field(default_factory=Counter)
     ignored: Counter[str] = field(default_factory=Counter)
@@ -65,16 +80,16 @@ class _Planned:
 
 def plan_keys(
     tasks: Sequence[Task], labels: LabelSet, options: ConvertOptions
-) -> tuple[dict[int, _Planned], list[Failure]]:
+) -> tuple[dict[int, _Planned], list[BatchFailure]]:
     """Key and image URL per task index, for tasks with a usable annotation.
 
     Tasks whose image URL is missing fail; two tasks with one key both fail, naming each other.
     """
     keys: dict[int, _Planned] = {}
-    failures: list[Failure] = []
+    failures: list[BatchFailure] = []
     for index, task in enumerate(tasks):
         if task.problem is not None:  # unreadable as exported: fails alone, naming why
-            failures.append(Failure(task.id, None, str(ImageError(task.id, task.problem))))
+            failures.append(_failed(task.id, None, ImageError(task.problem)))
             continue
         if select_annotation(task, options.annotation, options.use_predictions) is None:
             continue
@@ -82,11 +97,11 @@ def plan_keys(
             url = image_url(task.data, labels.image_value)
             keys[index] = _Planned(image_key(url, options.key, task.id), url)
         except ValueError as exc:
-            failures.append(Failure(task.id, None, failure_message(task.id, exc)))
+            failures.append(_failed(task.id, None, exc))
     planned = list(keys)
     collided = key_collisions([(tasks[i].id, keys[i].key) for i in planned])
-    for n, failure in collided.items():
-        failures.append(failure)
+    for n, failure in collided.items():  # a KeyCollisionError's text, and so its remedy
+        failures.append(BatchFailure(failure.task_id, failure.key, failure.message, Remedy.KEY))
         del keys[planned[n]]
     return keys, failures
 
@@ -96,12 +111,9 @@ def _image_for(
 ) -> tuple[ImageInfo | None, str | None]:
     if images is None:
         return None, None
-    try:
-        info = images.find(planned.url, options.key)
-    except ImageError as exc:
-        raise ImageError(task.id, exc.reason) from exc
+    info = images.find(planned.url, options.key)
     if info is None:
-        return None, f"task {task.id}: image {planned.url!r} is not among --images, skipped"
+        return None, f"task {task.id}: image {planned.url!r} is not among the images given, skipped"
     return info, None
 
 
@@ -120,7 +132,7 @@ def _convert_one(
             return Outcome(task.id, key, skipped=skipped)
         entry = convert_task(task, key, labels, options, info, scratch)
     except PanopticError as exc:
-        return Outcome(task.id, key, failure=Failure(task.id, key, failure_message(task.id, exc)))
+        return Outcome(task.id, key, failure=_failed(task.id, key, exc))
     if entry is None:
         return Outcome(task.id, key, skipped=f"task {task.id}: no usable annotation")
     return Outcome(task.id, key, entry=entry)
@@ -206,4 +218,4 @@ def convert_tasks(
 
 
 class _Abort(Exception):
-    """Internal: leaves the snapshot writer without committing (``--strict``)."""
+    """Internal: leaves the snapshot writer without committing (``strict``)."""

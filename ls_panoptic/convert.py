@@ -2,7 +2,8 @@
 
 Steps: pick the annotation (DESIGN 3.4), parse its regions, agree on one size, check it
 against the image as displayed (EXIF), map labels to class ids, rasterise, compose, and, for
-``orientation="file"``, rotate the mask back onto the stored pixel grid.
+``orientation="file"``, rotate the mask back onto the stored pixel grid. Errors are raised
+without a task id and name the task once, at this boundary (:mod:`ls_panoptic.errors`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,16 @@ from functools import partial
 from typing import Any
 
 from .compose import Layer, Scratch, compose
-from .errors import GeometryError, ImageError, RegionError, RLEError, UnknownLabelError
+from .errors import (
+    GeometryError,
+    ImageError,
+    LimitError,
+    RegionError,
+    Remedy,
+    RLEError,
+    UnknownLabelError,
+    naming_task,
+)
 from .images import ImageInfo
 from .labels import LabelSet
 from .model import Annotation, ConvertOptions, Entry, Region, Task
@@ -34,18 +44,17 @@ class _Deadline:
     """``options.time_limit`` for one task, on a monotonic clock: no signals, no threads, so it
     works in an RQ work-horse, a thread or the batch CLI alike."""
 
-    def __init__(self, seconds: float | None, task_id: int | None) -> None:
+    def __init__(self, seconds: float | None) -> None:
         self.seconds = seconds
-        self.task_id = task_id
         self.at = None if seconds is None else time.monotonic() + seconds
 
     def check(self, where: str) -> None:
-        """Raise ``ImageError`` once the limit has passed; ``where``: ``"at region p1"``..."""
-        if self.at is not None and time.monotonic() > self.at:
-            raise ImageError(
-                self.task_id,
-                f"conversion took longer than the {self.seconds:g} s limit (stopped {where}); "
-                "raise --time-limit (LS_PANOPTIC_TIME_LIMIT in the service) or split the image",
+        """Raise ``LimitError`` once the limit has passed; ``where``: ``"at region p1"``..."""
+        if self.seconds is not None and self.at is not None and time.monotonic() > self.at:
+            raise LimitError(
+                f"conversion took longer than the {self.seconds:g} s limit (stopped {where})",
+                remedy=Remedy.TIME_LIMIT,
+                limit=self.seconds,
             )
 
     def checkpoint(self, where: str) -> Callable[[], None] | None:
@@ -63,9 +72,7 @@ class _Context:
     skipped_labels: dict[str, list[str]] = field(default_factory=dict)
 
 
-def _image_size(
-    parsed: ParsedResult, image: ImageInfo | None, task_id: int | None
-) -> tuple[int, int]:
+def _image_size(parsed: ParsedResult, image: ImageInfo | None) -> tuple[int, int]:
     """The mask's ``(height, width)``: the image's as displayed, which must match the size the
     annotation declares; without the image, the declared size."""
     if image is not None:
@@ -73,7 +80,6 @@ def _image_size(
         if parsed.declared and parsed.size != displayed:
             h, w = parsed.size or displayed
             raise ImageError(
-                task_id,
                 f"regions are {w}x{h} (width x height) but {image.path.name} is displayed as "
                 f"{image.width}x{image.height} (EXIF orientation {image.orientation}); "
                 "is this the image the task was annotated on?",
@@ -81,31 +87,31 @@ def _image_size(
         return displayed
     if parsed.size is None:
         raise ImageError(
-            task_id,
             "no region or other result of the annotation gives the image size "
-            "(original_width/original_height); pass --images so the image gives it",
+            "(original_width/original_height)",
+            remedy=Remedy.IMAGE,
         )
     return parsed.size
 
 
-def _check_regions(regions: int, options: ConvertOptions, task_id: int | None) -> None:
+def _check_regions(regions: int, options: ConvertOptions) -> None:
     """Refuse absurd region counts before any region is rasterised."""
     if regions > options.max_regions:
-        raise ImageError(
-            task_id,
-            f"{regions} regions, more than the limit of {options.max_regions}; raise "
-            "max_regions (LS_PANOPTIC_MAX_REGIONS in the service) if they are real",
+        raise LimitError(
+            f"{regions} regions, more than the limit of {options.max_regions} (max_regions)",
+            remedy=Remedy.MAX_REGIONS,
+            limit=options.max_regions,
         )
 
 
-def _check_pixels(height: int, width: int, options: ConvertOptions, task_id: int | None) -> None:
+def _check_pixels(height: int, width: int, options: ConvertOptions) -> None:
     """Refuse absurd image sizes before anything image-sized is allocated."""
     if height * width > options.max_pixels:
-        raise ImageError(
-            task_id,
+        raise LimitError(
             f"image size {_shown(width)}x{_shown(height)} (width x height) is more than the "
-            f"limit of {options.max_pixels} pixels; raise max_pixels "
-            "(LS_PANOPTIC_MAX_IMAGE_PIXELS in the service) if it is real",
+            f"limit of {options.max_pixels} pixels (max_pixels)",
+            remedy=Remedy.MAX_PIXELS,
+            limit=options.max_pixels,
         )
 
 
@@ -122,7 +128,7 @@ def _class_id(region: Region, ctx: _Context) -> int | None:
     if ctx.options.unknown_labels == "skip":
         ctx.skipped_labels.setdefault(region.label, []).append(region.id)
         return None
-    raise UnknownLabelError(ctx.task.id, region.id, region.label, ctx.labels.labels)
+    raise UnknownLabelError(region.id, region.label, ctx.labels.labels)
 
 
 def _layers(regions: Sequence[Region], ctx: _Context) -> list[Layer]:
@@ -131,7 +137,7 @@ def _layers(regions: Sequence[Region], ctx: _Context) -> list[Layer]:
         where = f"at region {region.id}"
         ctx.deadline.check(where)
         if not math.isfinite(region.image_rotation):
-            raise RegionError(ctx.task.id, region.id, "image_rotation is not a number")
+            raise RegionError(region.id, "image_rotation is not a number")
         class_id = _class_id(region, ctx)
         if class_id is None:
             continue
@@ -142,7 +148,7 @@ def _layers(regions: Sequence[Region], ctx: _Context) -> list[Layer]:
                 checkpoint=ctx.deadline.checkpoint(where),
             )
         except (GeometryError, RLEError) as exc:
-            raise RegionError(ctx.task.id, region.id, f"{region.kind}: {exc}") from exc
+            raise RegionError(region.id, f"{region.kind}: {exc}") from exc
         layers.append(Layer(region.id, class_id, region.order, shape))
     return layers
 
@@ -205,23 +211,37 @@ def convert_task(
             next call with the same scratch (see :class:`~ls_panoptic.compose.Scratch`).
 
     Raises:
-        ImageError: (or a subclass) this image cannot be converted; the message says why. Among
-            the reasons: more than ``options.max_regions`` regions, or more than
-            ``options.max_pixels`` pixels (checked before anything image-sized is allocated),
-            or more than ``options.time_limit`` seconds spent (checked between regions, while
-            a long polygon is swept, and before composing).
+        ImageError: (or a subclass) this image cannot be converted; ``str()`` names the task
+            and says why, ``remedy`` what a user could change. Among the reasons
+            (:class:`~ls_panoptic.errors.LimitError`): more than ``options.max_regions``
+            regions, or more than ``options.max_pixels`` pixels (checked before anything
+            image-sized is allocated), or more than ``options.time_limit`` seconds spent
+            (checked between regions, while a long polygon is swept, and before composing).
     """
     if task.problem is not None:
-        raise ImageError(task.id, task.problem)
+        raise ImageError(task.problem, task_id=task.id)
     annotation = select_annotation(task, options.annotation, options.use_predictions)
     if annotation is None:
         return None
-    ctx = _Context(task, labels, options, [], _Deadline(options.time_limit, task.id))
+    with naming_task(task.id):
+        return _convert(task, annotation, key, labels, options, image, scratch)
+
+
+def _convert(
+    task: Task,
+    annotation: Annotation,
+    key: str,
+    labels: LabelSet,
+    options: ConvertOptions,
+    image: ImageInfo | None,
+    scratch: Scratch | None,
+) -> Entry:
+    ctx = _Context(task, labels, options, [], _Deadline(options.time_limit))
     image_size = None if image is None else (image.height, image.width)
-    parsed = parse_result(annotation.result, task.id, image_size)
-    _check_regions(len(parsed.regions), options, task.id)
-    height, width = _image_size(parsed, image, task.id)
-    _check_pixels(height, width, options, task.id)
+    parsed = parse_result(annotation.result, image_size=image_size)
+    _check_regions(len(parsed.regions), options)
+    height, width = _image_size(parsed, image)
+    _check_pixels(height, width, options)
     _region_notes(parsed, ctx)
     layers = _layers(parsed.regions, ctx)
     ctx.deadline.check("before composing the mask")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from . import jsonload
-from .errors import ExportError
+from .errors import ExportError, Remedy
 from .model import Task
 from .parse import infer_type
 from .tasks import task_from_dict
@@ -103,7 +103,8 @@ def parse_export(data: Any, source: str = "export") -> tuple[list[Task], ExportF
             f"{source} holds predictions (model_version, score, result) without their tasks, as "
             "an ML backend returns them: nothing names their images. Import them into Label "
             'Studio as predictions of their tasks, or wrap each as {"data": {"image": URL}, '
-            '"predictions": [...]} and convert with --predictions'
+            '"predictions": [...]} and convert predictions',
+            remedy=Remedy.PREDICTIONS,
         )
     return _tasks_from_min(rows), "JSON_MIN"
 

@@ -1,4 +1,4 @@
-"""The images given with ``--images``: a folder or a list file, and each image's size and EXIF.
+"""The images of a batch conversion: a folder or a list file, and each image's size and EXIF.
 
 Only headers are read (``Image.open`` is lazy): size and EXIF orientation, never the pixels. A PNG
 whose ``eXIf`` chunk follows the image data is handled by walking its chunks; EXIF or XMP in PNG
@@ -27,7 +27,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from ls_panoptic.errors import ImageError, ImageSourceError
+from ls_panoptic.errors import ImageError, ImageSourceError, Remedy
 from ls_panoptic.model import KeyScheme
 from ls_panoptic.naming import IMAGE_EXTENSIONS, image_path
 from ls_panoptic.orientation import (
@@ -83,7 +83,7 @@ def read_image_info(path: Path) -> ImageInfo:
             else:
                 orientation = exif_orientation(img)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise ImageError(None, f"cannot read image {path}: {exc}") from None
+        raise ImageError(f"cannot read image {path}: {exc}") from None
     height, width = display_size((height, width), orientation)
     return ImageInfo(path, height, width, orientation)
 
@@ -214,10 +214,9 @@ class ImageIndex:
         rels = self._by_name.get(name, [])
         if len(rels) > 1:
             raise ImageError(
-                None,
                 f"image name {name!r} matches several files in the {self._source}: "
-                + ", ".join(rels)
-                + "; remove the duplicates or use --key path",
+                + ", ".join(rels),
+                remedy=Remedy.KEY,
             )
         return rels[0] if rels else None
 
@@ -232,7 +231,6 @@ class ImageIndex:
         ]
         if len(candidates) > 1:
             raise ImageError(
-                None,
                 f"image path {key!r} matches several files in the {self._source}: "
                 + ", ".join(candidates),
             )

@@ -17,7 +17,7 @@ What a ``result`` holds, as Label Studio and the tools around it write it::
   keypoint, ...) is ignored and counted by type.
 - Size: ``original_width``/``original_height`` of the region; when a region lacks them, the
   size the annotation's other items give (area regions first, then any other result), else the
-  image's (``image_size``), else an error asking for the image.
+  image's (``image_size``), else an error whose remedy is the image.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ImageError, RegionError
+from .errors import ImageError, RegionError, Remedy, naming_task
 from .model import Region, RegionKind
 
 __all__ = [
@@ -127,7 +127,7 @@ def _labels_of(value: Mapping[str, Any]) -> list[str]:
     return labels
 
 
-def _own_size(item: Mapping[str, Any], task_id: int | None, region_id: str) -> Size | None:
+def _own_size(item: Mapping[str, Any], region_id: str) -> Size | None:
     """The item's ``(original_height, original_width)``; ``None`` when it gives neither."""
     raws = [item.get(name) for name in _SIZE_KEYS]
     if all(raw is None for raw in raws):
@@ -135,9 +135,9 @@ def _own_size(item: Mapping[str, Any], task_id: int | None, region_id: str) -> S
     sizes = []
     for name, raw in zip(_SIZE_KEYS, raws, strict=True):
         if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not _finite(raw):
-            raise RegionError(task_id, region_id, f"{name} is missing or not a number ({raw!r})")
+            raise RegionError(region_id, f"{name} is missing or not a number ({raw!r})")
         if raw != int(raw) or raw <= 0:
-            raise RegionError(task_id, region_id, f"{name} must be a positive integer, got {raw!r}")
+            raise RegionError(region_id, f"{name} must be a positive integer, got {raw!r}")
         sizes.append(int(raw))
     return sizes[0], sizes[1]
 
@@ -201,11 +201,11 @@ class _Grouper:
         return f"#{order}"
 
 
-def _group(result: Sequence[Any], task_id: int | None) -> dict[str, _Group]:
+def _group(result: Sequence[Any]) -> dict[str, _Group]:
     grouper = _Grouper()
     for order, item in enumerate(result):
         if not isinstance(item, Mapping) or not isinstance(item.get("value", {}), Mapping):
-            raise RegionError(task_id, f"#{order}", "result item is not an object with a 'value'")
+            raise RegionError(f"#{order}", "result item is not an object with a 'value'")
         grouper.add(order, item)
     return grouper.groups
 
@@ -242,9 +242,7 @@ def _not_area_type(group: _Group) -> str:
     return type_
 
 
-def _draft(
-    region_id: str, group: _Group, task_id: int | None, parsed: ParsedResult
-) -> _Draft | None:
+def _draft(region_id: str, group: _Group, parsed: ParsedResult) -> _Draft | None:
     found = _area_type(group)
     if found is None:
         parsed.ignored[_not_area_type(group)] += 1
@@ -257,7 +255,7 @@ def _draft(
         else:  # per-region choices, text areas, ...: not part of the mask
             parsed.ignored[_type_of(item)] += 1
     if not labels:
-        raise RegionError(task_id, region_id, "region has no label")
+        raise RegionError(region_id, "region has no label")
     region = Region(
         id=region_id,
         kind=_KIND_OF_TYPE[type_],
@@ -270,7 +268,7 @@ def _draft(
     )
     if len(labels) > 1:
         region = replace(region, extra_labels=tuple(labels[1:]))
-    return _Draft(region, _own_size(source, task_id, region_id))
+    return _Draft(region, _own_size(source, region_id))
 
 
 def region_labels(result: Sequence[Any]) -> list[str]:
@@ -298,7 +296,7 @@ def declared_size(result: Sequence[Any]) -> Size | None:
         if not isinstance(item, Mapping):
             continue
         try:
-            size = _own_size(item, None, "-")
+            size = _own_size(item, "-")
         except RegionError:
             continue
         if size is not None and _type_of(item) in _KIND_OF_TYPE:
@@ -307,7 +305,7 @@ def declared_size(result: Sequence[Any]) -> Size | None:
     return other
 
 
-def _settle(drafts: list[_Draft], result: Sequence[Any], task_id: int | None) -> Size | None:
+def _settle(drafts: list[_Draft], result: Sequence[Any]) -> Size | None:
     """The annotation's size from its regions (which must agree), else its other items."""
     by_size: dict[Size, list[str]] = {}
     for draft in drafts:
@@ -318,7 +316,7 @@ def _settle(drafts: list[_Draft], result: Sequence[Any], task_id: int | None) ->
             f"{w}x{h} (region{'s' if len(ids) > 1 else ''} {list_ids(ids, 3)})"
             for (h, w), ids in sorted(by_size.items())
         )
-        raise ImageError(task_id, f"regions disagree on the image size (width x height): {shown}")
+        raise ImageError(f"regions disagree on the image size (width x height): {shown}")
     if by_size:
         return next(iter(by_size))
     return declared_size(result)
@@ -331,7 +329,7 @@ def parse_result(
 
     Args:
         result: the annotation's ``result`` items.
-        task_id: named in error messages.
+        task_id: the task the result belongs to, named in errors.
         image_size: ``(height, width)`` of the image as displayed, when it is available: the
             size of regions that neither give one nor have a sibling that does.
 
@@ -339,24 +337,29 @@ def parse_result(
         RegionError: an item is malformed, or a region's size is known from nowhere.
         ImageError: the regions disagree on the image size.
     """
+    with naming_task(task_id):
+        return _parse(result, image_size)
+
+
+def _parse(result: Sequence[Any], image_size: Size | None) -> ParsedResult:
     if not isinstance(result, Sequence) or isinstance(result, (str, bytes)):
-        raise RegionError(task_id, "-", "annotation 'result' is not a list")
+        raise RegionError("-", "annotation 'result' is not a list")
     parsed = ParsedResult()
     drafts = []
-    for region_id, group in _group(result, task_id).items():
-        draft = _draft(region_id, group, task_id, parsed)
+    for region_id, group in _group(result).items():
+        draft = _draft(region_id, group, parsed)
         if draft is not None:
             drafts.append(draft)
-    declared = _settle(drafts, result, task_id)
+    declared = _settle(drafts, result)
     parsed.size, parsed.declared = declared or image_size, declared is not None
     for draft in sorted(drafts, key=lambda d: d.region.order):
         size = draft.size or parsed.size
         if size is None:
             raise RegionError(
-                task_id,
                 draft.region.id,
                 "has no original_width/original_height and no other result of the annotation "
-                "gives the image size; pass the image (convert --images) so its size is used",
+                "gives the image size",
+                remedy=Remedy.IMAGE,
             )
         parsed.regions.append(replace(draft.region, height=size[0], width=size[1]))
     return parsed

@@ -13,18 +13,19 @@ sidecars of one project agree, failures (image-key collisions included) too. For
     entries        {image key: provenance} of every entry in the snapshot
     failures       [{"task_id", "key", "message"}] by task id: the tasks with a usable
                    annotation that the snapshot leaves out (``key``: the image key the task
-                   would have had, null when unknown), and why
+                   would have had, null when unknown), and why: task, region and reason in
+                   the same words for every front end, without a remedy
+                   (:mod:`ls_panoptic.errors`)
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ImageError
+from .errors import ImageError, KeyCollisionError
 from .labels import BACKGROUND
 
 __all__ = [
@@ -41,7 +42,8 @@ FORMAT = "ls-panoptic/1"
 
 @dataclass(frozen=True)
 class Failure:
-    """One task left out of a snapshot: its image key when known, and why."""
+    """One task left out of a snapshot: its image key when known, and why (the sidecar's
+    record; the batch's :class:`~ls_panoptic.batch.BatchFailure` adds the remedy)."""
 
     task_id: int | None
     key: str | None
@@ -49,9 +51,11 @@ class Failure:
 
 
 def failure_message(task_id: int | None, exc: Exception) -> str:
-    """The message of a failed conversion, naming the task once (an ``ImageError`` already
-    does)."""
-    return str(exc) if isinstance(exc, ImageError) else f"task {task_id}: {exc}"
+    """The sidecar's words for ``task_id`` failing with ``exc``: the task once, the region
+    when one is at fault, the reason (the same whoever converted it; no remedy)."""
+    if isinstance(exc, ImageError):
+        return str(exc.in_task(task_id))  # the task boundary, for an error raised without one
+    return f"task {task_id}: {exc}"
 
 
 def key_collisions(keys: Sequence[tuple[int | None, str | None]]) -> dict[int, Failure]:
@@ -75,13 +79,7 @@ def key_collisions(keys: Sequence[tuple[int | None, str | None]]) -> dict[int, F
 
 def _collision(task_id: int | None, key: str, others: Sequence[int | None]) -> Failure:
     """``task_id`` shares the image ``key`` with ``others``: all of them leave the snapshot."""
-    named = ", ".join(str(t) for t in others)
-    return Failure(
-        task_id,
-        key,
-        f"task {task_id}: image key {key!r} is also produced by task {named}; use --key path "
-        "or --key task (the service: LS_PANOPTIC_KEY) to tell them apart",
-    )
+    return Failure(task_id, key, str(KeyCollisionError(task_id, key, others)))
 
 
 def build_sidecar(
@@ -104,7 +102,7 @@ def build_sidecar(
         "id2label": {str(k): v for k, v in sorted(id2label.items())},
         "background_id": background[0] if background else None,
         "entries": dict(entries),
-        "failures": [dataclasses.asdict(f) for f in ordered],
+        "failures": [{"task_id": f.task_id, "key": f.key, "message": f.message} for f in ordered],
     }
 
 

@@ -16,6 +16,7 @@ with one image is recorded in its task's state (:func:`worker.reconcile.failure_
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import time
 from collections import defaultdict
@@ -38,6 +39,7 @@ from .labelstudio import (
     LabelStudioNotFound,
     LabelStudioUnavailable,
 )
+from .remedies import service_remedy
 
 __all__ = [
     "drop_annotations",
@@ -47,6 +49,8 @@ __all__ = [
     "resync_project",
     "sync_task",
 ]
+
+log = logging.getLogger(__name__)
 
 
 def sync_task(project: int, task_id: int) -> str:
@@ -92,9 +96,12 @@ def sync_task(project: int, task_id: int) -> str:
             task, failed.annotation, config_hash, rt.options
         )
         rt.store.record_error(project, task_id, message, observed, fingerprint, failed.key)
+        _log_failure(project, message, failed.cause)
         return "error"
     except (PanopticError, LabelStudioError, ValueError) as exc:  # a retry may mend these
-        rt.store.record_error(project, task_id, failure_message(task_id, exc), observed)
+        message = failure_message(task_id, exc)
+        rt.store.record_error(project, task_id, message, observed)
+        _log_failure(project, message, exc)
         return "error"
 
 
@@ -184,3 +191,9 @@ def _convert(rt: runtime.Runtime, task: Task, labels: LabelSet) -> Entry | None:
 def _needs_image(annotation: Annotation, options: ConvertOptions) -> bool:
     """Whether the mask depends on the image file (see module doc)."""
     return options.orientation == "file" or declared_size(annotation.result) is None
+
+
+def _log_failure(project: int, message: str, exc: BaseException) -> None:
+    """A recorded failure, with what an operator can do about it (:mod:`worker.remedies`)."""
+    advice = service_remedy(exc)
+    log.warning("sync failed project=%d %s%s", project, message, f"; {advice}" if advice else "")

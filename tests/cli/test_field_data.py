@@ -112,7 +112,8 @@ def test_without_any_size_the_image_gives_it_and_else_the_message_names_images(
     result = [{"id": "r", "type": "rectanglelabels", "value": {**BOX, "rectanglelabels": ["car"]}}]
     run, snapshot, sidecar = _convert(tmp_path, [_task(1, result)])
     assert run.exit_code == 1 and snapshot == {}
-    assert "pass the image (convert --images)" in sidecar["failures"][0]["message"]
+    assert sidecar["failures"][0]["message"] in run.output  # the CLI adds what to do:
+    assert "pass the image (convert --images)" in run.output
     images = tmp_path / "images"
     images.mkdir()
     Image.new("RGB", (40, 20)).save(images / "img1.png")

@@ -63,6 +63,7 @@ from label_studio_sdk.client import LabelStudio as SDK
 
 from cli.convert import run_convert
 from cli.main import cli
+from cli.report import failure_line
 from devstack.labelstudio import LabelStudioServer
 from ls_panoptic.batch import BatchReport
 from ls_panoptic.model import ConvertOptions
@@ -127,9 +128,10 @@ class Converted:
     sidecar: dict[str, Any]
 
     def failure(self, task_id: int) -> str:
-        messages = [f.message for f in self.report.failures if f.task_id == task_id]
-        assert messages, f"task {task_id} did not fail: {self.report.failures}"
-        return messages[0]
+        """The line ``convert`` prints for the task: the sidecar's message, then what to do."""
+        lines = [failure_line(f) for f in self.report.failures if f.task_id == task_id]
+        assert lines, f"task {task_id} did not fail: {self.report.failures}"
+        return lines[0]
 
 
 class Convert(Protocol):

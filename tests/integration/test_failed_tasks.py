@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import pickle
 from pathlib import Path
 from typing import Any
@@ -218,3 +219,19 @@ def test_a_sync_that_fails_keeps_the_live_snapshot_equal_to_the_batch(
     assert assert_live_equals_batch(rt, stub, tmp_path / "mended") == never
     mended = rt.store.get_entry(STUB_PROJECT, 2)
     assert mended is not None and not mended.stale
+
+
+def test_the_worker_logs_a_failure_with_what_an_operator_can_set(
+    rt: runtime.Runtime, stub: StubLabelStudio, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The store and the sidecar keep the batch's words; the log adds the service's remedy."""
+    stub.add(3, annotation(31, "weed"))
+    with caplog.at_level(logging.WARNING, logger="worker.jobs"):
+        sync_and_run(rt, [3])
+    (state,) = rt.store.states(STUB_PROJECT)
+    assert state.error is not None and "LS_PANOPTIC" not in state.error
+    (logged,) = [r.getMessage() for r in caplog.records if r.name == "worker.jobs"]
+    assert logged == (
+        f"sync failed project={STUB_PROJECT} {state.error}; add it to the project's label "
+        "config, or set LS_PANOPTIC_UNKNOWN_LABELS=skip"
+    )

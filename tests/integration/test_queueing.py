@@ -287,7 +287,7 @@ def test_a_rebuild_or_a_config_change_retries_an_unchanged_failure(
 @pytest.mark.parametrize(
     "failure",
     [LabelStudioError("reading image img1.jpg: Label Studio answered 502"),
-     ImageError(1, "cannot identify image file")],  # bytes that could be replaced at this URL
+     ImageError("cannot identify image file", task_id=1)],  # bytes replaceable at this URL
     ids=["download", "unreadable file"],
 )  # fmt: skip
 def test_a_failure_to_get_the_image_is_retried_by_every_resync(
