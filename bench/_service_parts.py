@@ -2,8 +2,8 @@
 shaped like Label Studio's and a keep-alive HTTP load generator; and its parts 2 and 3, which
 need a real Label Studio (devstack/labelstudio.py), the backend and a worker together.
 
-Every process is started here and stopped by its PID (SIGTERM, then SIGKILL after
-``STOP_TIMEOUT``); the Redis database is flushed before and after use.
+Every process is started by devstack's supervisor and stopped by its PID (SIGTERM, then SIGKILL
+after ``STOP_TIMEOUT``); the Redis database is flushed before and after use.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import secrets
 import socket
 import statistics
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -27,25 +26,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import redis
 
+from devstack.services import ls_panoptic_command, start_backend, start_worker
+from devstack.services import service_env as process_env
+from devstack.supervisor import Process, Stack, SupervisorError, free_port, log_tail
+
 REPO = Path(__file__).resolve().parents[1]
-#: the console script of the venv running the bench (``.venv/bin/ls-panoptic``)
-CLI = str(Path(sys.executable).parent / "ls-panoptic")
 QUEUE = "lsp-bench"
 PREFIX = "lspbench"
 #: seconds to wait after SIGTERM before SIGKILL
 STOP_TIMEOUT = 20.0
 #: seconds one benchmark request may take (a failure, not a slow sample, beyond)
 REQUEST_TIMEOUT = 10.0
-_SERVICE_VARS = (
-    "REDIS_URL",
-    "LABEL_STUDIO_URL",
-    "LABEL_STUDIO_API_KEY",
-    "WEBHOOK_TOKEN",
-    "API_TOKEN",
-)
 #: ids in a payload template, replaced per request (long: they cannot occur by chance)
 _MARKS = {"project": b"918273645101", "task": b"918273645202", "annotation": b"918273645303"}
 
@@ -66,22 +59,11 @@ def percentiles(seconds: Sequence[float]) -> dict[str, float]:
     return {"p50": rank(0.50), "p95": rank(0.95), "p99": rank(0.99)}
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def service_env(
     redis_url: str, webhook_token: str, api_token: str, label_studio: tuple[str, str] | None = None
 ) -> dict[str, str]:
     """The environment of ``ls-panoptic serve``/``worker``: ours, none of the caller's settings."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("LS_PANOPTIC_") and k not in _SERVICE_VARS
-    }
-    env.update(
+    settings = dict(
         REDIS_URL=redis_url,
         WEBHOOK_TOKEN=webhook_token,
         API_TOKEN=api_token,
@@ -90,42 +72,14 @@ def service_env(
         LS_PANOPTIC_RESYNC_INTERVAL="0",
     )
     if label_studio is not None:
-        env.update(LABEL_STUDIO_URL=label_studio[0], LABEL_STUDIO_API_KEY=label_studio[1])
-    return env
+        settings.update(LABEL_STUDIO_URL=label_studio[0], LABEL_STUDIO_API_KEY=label_studio[1])
+    return process_env(settings, inherit_options=False)
 
 
-def log_tail(path: Path, lines: int = 30) -> str:
-    text = path.read_text(errors="replace") if path.exists() else ""
-    return "\n".join(text.splitlines()[-lines:])
-
-
-class Process:
-    """A subprocess this bench started (output to ``<log_dir>/<name>.log``), stopped by PID."""
-
-    def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path) -> None:
-        self.name, self.log = name, log_dir / f"{name}.log"
-        with self.log.open("ab") as out:
-            self.popen = subprocess.Popen(
-                args, env=env, cwd=REPO, stdin=subprocess.DEVNULL, stdout=out,
-                stderr=subprocess.STDOUT,
-            )  # fmt: skip
-
-    def check_alive(self) -> None:
-        code = self.popen.poll()
-        if code is not None:
-            raise BenchError(
-                f"{self.name} exited with code {code}; {self.log}:\n{log_tail(self.log)}"
-            )
-
-    def stop(self) -> None:
-        if self.popen.poll() is not None:
-            return
-        self.popen.terminate()
-        try:
-            self.popen.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.popen.kill()
-            self.popen.wait(timeout=STOP_TIMEOUT)
+def _failed(exc: SupervisorError) -> BenchError:
+    """A process of the bench failed: the message with the tail of its log."""
+    tail = log_tail(exc.log, 30) if exc.log is not None else ""
+    return BenchError(f"{exc}; {exc.log}:\n{tail}")
 
 
 @contextmanager
@@ -197,50 +151,26 @@ def serve_backend(
     env: dict[str, str], log_dir: Path, options: Sequence[str] = ()
 ) -> Iterator[Backend]:
     """``ls-panoptic serve`` on a free port (gunicorn; its default workers and threads unless
-    ``options`` says otherwise, e.g. ``["--threads", "4"]``)."""
-    port = free_port()
-    args = [CLI, "serve", "--host", "127.0.0.1", "--port", str(port), *options]
-    proc = Process("serve", args, env, log_dir)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            proc.check_alive()
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise BenchError(
-                    f"serve not healthy at {url} in 60 s; {proc.log}:\n{log_tail(proc.log)}"
-                )
-            time.sleep(0.2)
-        yield Backend(url, proc.log, proc.popen.pid)
-    finally:
-        proc.stop()
+    ``options`` says otherwise, e.g. ``["--threads", "4"]``), once healthy."""
+    log = log_dir / "serve.log"
+    with Stack(STOP_TIMEOUT) as stack:
+        try:
+            proc = start_backend(stack, env, free_port(), log, options, cwd=REPO, append=True)
+        except SupervisorError as exc:
+            raise _failed(exc) from None
+        yield Backend(proc.url or "", proc.log, proc.pid)
 
 
 @contextmanager
 def run_worker(env: dict[str, str], log_dir: Path, connection: redis.Redis) -> Iterator[Process]:
     """``ls-panoptic worker --with-scheduler``, once it has registered with rq."""
-    from rq import Worker
-
-    from worker.jobqueue import make_queue
-
-    proc = Process("worker", [CLI, "worker", "--with-scheduler"], env, log_dir)
-    try:
-        deadline = time.monotonic() + 60
-        while Worker.count(connection=connection, queue=make_queue(connection, QUEUE)) < 1:
-            proc.check_alive()
-            if time.monotonic() > deadline:
-                raise BenchError(
-                    f"worker not registered in 60 s; {proc.log}:\n{log_tail(proc.log)}"
-                )
-            time.sleep(0.2)
+    log = log_dir / "worker.log"
+    with Stack(STOP_TIMEOUT) as stack:
+        try:
+            proc = start_worker(stack, env, log, (connection, QUEUE), cwd=REPO, append=True)
+        except SupervisorError as exc:
+            raise _failed(exc) from None
         yield proc
-    finally:
-        proc.stop()
 
 
 def annotation_event(
@@ -536,7 +466,7 @@ def _live(
     env = service_env(redis_url, hook, secrets.token_hex(16), (server.url, server.token))
     with serve_backend(env, tmp) as backend:
         connect = subprocess.run(
-            [CLI, "connect", "--project", str(project), "--url", backend.url],
+            [*ls_panoptic_command(), "connect", "--project", str(project), "--url", backend.url],
             env=env, cwd=REPO, capture_output=True, text=True,
         )  # fmt: skip
         if connect.returncode != 0:
@@ -604,7 +534,10 @@ class _Live:
                 ):
                     return seen - since
             time.sleep(POLL_INTERVAL)
-        self.worker.check_alive()
+        try:
+            self.worker.check()
+        except SupervisorError as exc:
+            raise _failed(exc) from None
         state = {s.task_id: s for s in self.store.states(self.project)}.get(task)
         raise BenchError(
             f"task {task}: annotation {annotation} not in the store after {ENTRY_TIMEOUT:.0f} s "

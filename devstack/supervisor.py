@@ -133,6 +133,7 @@ class Process:
     popen: subprocess.Popen[bytes]
     log: Path
     url: str | None = None
+    stopped: bool = field(default=False, init=False)
 
     @property
     def pid(self) -> int:
@@ -171,13 +172,17 @@ class Process:
             raise NotReady(f"{what} did not come up in {timeout:.0f} s", self.log)
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
-        """SIGTERM, up to ``timeout`` seconds to exit, then SIGKILL what is left of its session."""
+        """SIGTERM, up to ``timeout`` seconds to exit, then SIGKILL what is left of its session.
+        Once only: later calls do nothing (its PID may have been reused since)."""
+        if self.stopped:
+            return
         if self.popen.poll() is None:
             self.popen.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.popen.wait(timeout=timeout)
         kill_session(self.pid)
         self.popen.wait(timeout=timeout)
+        self.stopped = True
 
 
 def spawn(
