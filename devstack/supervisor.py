@@ -182,6 +182,7 @@ class Process:
                 self.popen.wait(timeout=timeout)
         kill_session(self.pid)
         self.popen.wait(timeout=timeout)
+        poll_until(lambda: not session_pids(self.pid), timeout, 0.05)  # SIGKILL lands late
         self.stopped = True
 
 
