@@ -3,7 +3,8 @@
 Each task is converted and written to the snapshot at once, so memory holds about one entry.
 A task that fails is reported (task, region, reason, and what a user could change: ``remedy``)
 and the others are still written, unless ``strict`` is set, in which case nothing is written
-at all.
+at all. Each task's annotation is selected once, when keys are planned, and parsed once, when
+it is converted (:class:`~ls_panoptic.convert.Conversion`).
 """
 
 from __future__ import annotations
@@ -16,13 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from .compose import Scratch
-from .convert import convert_task
+from .convert import Conversion
 from .errors import ImageError, PanopticError, Remedy
 from .images import ImageIndex, ImageInfo
 from .labels import LabelSet
 from .model import ConvertOptions, Entry, Task
 from .naming import image_key, image_url
-from .selection import select_annotation
 from .sidecar import Failure, build_sidecar, failure_message, key_collisions
 from .snapshot import SnapshotWriter, sidecar_path, write_json_atomic
 
@@ -76,26 +76,30 @@ class BatchReport:
 class _Planned:
     key: str
     url: str
+    conversion: Conversion
 
 
 def plan_keys(
     tasks: Sequence[Task], labels: LabelSet, options: ConvertOptions
 ) -> tuple[dict[int, _Planned], list[BatchFailure]]:
-    """Key and image URL per task index, for tasks with a usable annotation.
+    """Key, image URL and conversion per task index, for tasks with a usable annotation.
 
-    Tasks whose image URL is missing fail; two tasks with one key both fail, naming each other.
+    Tasks unreadable as exported, or whose image URL is missing, fail; two tasks with one key
+    both fail, naming each other.
     """
     keys: dict[int, _Planned] = {}
     failures: list[BatchFailure] = []
     for index, task in enumerate(tasks):
-        if task.problem is not None:  # unreadable as exported: fails alone, naming why
-            failures.append(_failed(task.id, None, ImageError(task.problem)))
+        try:
+            conversion = Conversion.of(task, options)
+        except ImageError as exc:  # unreadable as exported: fails alone, naming why
+            failures.append(_failed(task.id, None, exc))
             continue
-        if select_annotation(task, options.annotation, options.use_predictions) is None:
+        if conversion is None:
             continue
         try:
             url = image_url(task.data, labels.image_value)
-            keys[index] = _Planned(image_key(url, options.key, task.id), url)
+            keys[index] = _Planned(image_key(url, options.key, task.id), url, conversion)
         except ValueError as exc:
             failures.append(_failed(task.id, None, exc))
     planned = list(keys)
@@ -107,35 +111,29 @@ def plan_keys(
 
 
 def _image_for(
-    planned: _Planned, task: Task, images: ImageIndex | None, options: ConvertOptions
+    planned: _Planned, images: ImageIndex | None, options: ConvertOptions
 ) -> tuple[ImageInfo | None, str | None]:
     if images is None:
         return None, None
     info = images.find(planned.url, options.key)
     if info is None:
-        return None, f"task {task.id}: image {planned.url!r} is not among the images given, skipped"
+        task_id = planned.conversion.task.id
+        return None, f"task {task_id}: image {planned.url!r} is not among the images given, skipped"
     return info, None
 
 
 def _convert_one(
-    task: Task,
-    planned: _Planned,
-    labels: LabelSet,
-    options: ConvertOptions,
-    images: ImageIndex | None,
-    scratch: Scratch,
+    planned: _Planned, labels: LabelSet, images: ImageIndex | None, scratch: Scratch
 ) -> Outcome:
-    key = planned.key
+    task_id, key = planned.conversion.task.id, planned.key
     try:
-        info, skipped = _image_for(planned, task, images, options)
+        info, skipped = _image_for(planned, images, planned.conversion.options)
         if skipped:
-            return Outcome(task.id, key, skipped=skipped)
-        entry = convert_task(task, key, labels, options, info, scratch)
+            return Outcome(task_id, key, skipped=skipped)
+        entry = planned.conversion.run(key, labels, info, scratch)
     except PanopticError as exc:
-        return Outcome(task.id, key, failure=_failed(task.id, key, exc))
-    if entry is None:
-        return Outcome(task.id, key, skipped=f"task {task.id}: no usable annotation")
-    return Outcome(task.id, key, entry=entry)
+        return Outcome(task_id, key, failure=_failed(task_id, key, exc))
+    return Outcome(task_id, key, entry=entry)
 
 
 def _tally(report: BatchReport, outcome: Outcome) -> None:
@@ -194,11 +192,11 @@ def convert_tasks(
     try:
         with SnapshotWriter(output) as snap:
             for index, task in enumerate(tasks):
-                planned = keys.get(index)
+                planned = keys.pop(index, None)  # once converted, its parse can go
                 if planned is None and task.id in failed:
                     continue
                 outcome = (
-                    _convert_one(task, planned, labels, options, images, scratch)
+                    _convert_one(planned, labels, images, scratch)
                     if planned
                     else Outcome(task.id, None, skipped=f"task {task.id}: no usable annotation")
                 )

@@ -2,7 +2,11 @@
 
 Steps: pick the annotation (DESIGN 3.4), parse its regions, agree on one size, check it
 against the image as displayed (EXIF), map labels to class ids, rasterise, compose, and, for
-``orientation="file"``, rotate the mask back onto the stored pixel grid. Errors are raised
+``orientation="file"``, rotate the mask back onto the stored pixel grid.
+
+:func:`convert_task` does it all at once. :class:`Conversion` does it in two steps, for a
+caller that must know first whether the image is needed (:meth:`Conversion.needs_image`): the
+annotation is selected and parsed once, and the conversion reuses both. Errors are raised
 without a task id and name the task once, at this boundary (:mod:`ls_panoptic.errors`).
 """
 
@@ -10,13 +14,11 @@ from __future__ import annotations
 
 import math
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import partial
-from typing import Any
+from functools import cached_property, partial
 
-from .compose import Layer, Scratch, compose
+from .compose import Composition, Layer, Scratch, compose
 from .errors import (
     GeometryError,
     ImageError,
@@ -31,11 +33,12 @@ from .images import ImageInfo
 from .labels import LabelSet
 from .model import Annotation, ConvertOptions, Entry, Region, Task
 from .orientation import to_file_frame
-from .parse import ParsedResult, list_ids, parse_result
+from .parse import ParsedResult, read_result
+from .provenance import note, provenance, region_notes
 from .rasterize import shape_for
 from .selection import select_annotation
 
-__all__ = ["MAX_PIL_SAFE_ID", "convert_task"]
+__all__ = ["MAX_PIL_SAFE_ID", "Conversion", "convert_task"]
 
 MAX_PIL_SAFE_ID = 255  # the processor's PIL resize path rejects ids above this
 
@@ -153,42 +156,110 @@ def _layers(regions: Sequence[Region], ctx: _Context) -> list[Layer]:
     return layers
 
 
-def _note(warnings: list[str], ids: Sequence[str], what: str) -> None:
-    """One short warning: the count first, then a few of the region ids."""
-    if ids:
-        plural = "s" if len(ids) > 1 else ""
-        warnings.append(f"{len(ids)} region{plural} {what}: {list_ids(ids)}")
+@dataclass
+class Conversion:
+    """The conversion of one task's selected ``annotation`` (made by :meth:`of`): its result
+    is parsed once, on first need, for :meth:`needs_image` and :meth:`run` alike."""
 
+    task: Task
+    annotation: Annotation
+    options: ConvertOptions
 
-def _region_notes(parsed: ParsedResult, ctx: _Context) -> None:
-    multi = [r.id for r in parsed.regions if r.extra_labels]
-    _note(ctx.warnings, multi, "with several labels (the first is used)")
-    if not parsed.declared and parsed.regions:
-        h, w = parsed.size or (0, 0)
-        ctx.warnings.append(
-            f"no region gives original_width/original_height: drawn at the image's {w}x{h}"
+    @classmethod
+    def of(cls, task: Task, options: ConvertOptions) -> Conversion | None:
+        """The conversion of ``task``; ``None`` when it has no usable annotation (it is left out).
+
+        Raises:
+            ImageError: the task as exported cannot be read (``task.problem``).
+            ValueError: the annotation policy is unusable.
+        """
+        if task.problem is not None:
+            raise ImageError(task.problem, task_id=task.id)
+        annotation = select_annotation(task, options.annotation, options.use_predictions)
+        return None if annotation is None else cls(task, annotation, options)
+
+    @cached_property
+    def parsed(self) -> ParsedResult:
+        """The annotation's result, parsed once, without the image (``read_result``)."""
+        with naming_task(self.task.id):
+            return read_result(self.annotation.result)
+
+    def needs_image(self) -> bool:
+        """Whether the mask depends on the image file: ``orientation="file"`` (its EXIF
+        orientation rotates the mask) or no result of the annotation gives the image size.
+        Otherwise the mask is the same bytes with or without the image; given, the image
+        only checks the size the annotation declares.
+
+        Raises:
+            ImageError: the result is malformed (as :meth:`run` would raise).
+        """
+        return self.options.orientation == "file" or self.parsed.size is None
+
+    def run(
+        self,
+        key: str,
+        labels: LabelSet,
+        image: ImageInfo | None = None,
+        scratch: Scratch | None = None,
+    ) -> Entry:
+        """The entry; arguments and errors as for :func:`convert_task`."""
+        with naming_task(self.task.id):
+            return self._run(key, labels, image, scratch)
+
+    def _run(
+        self, key: str, labels: LabelSet, image: ImageInfo | None, scratch: Scratch | None
+    ) -> Entry:
+        options = self.options
+        ctx = _Context(self.task, labels, options, [], _Deadline(options.time_limit))
+        image_size = None if image is None else (image.height, image.width)
+        parsed = self.parsed.sized(image_size)
+        _check_regions(len(parsed.regions), options)
+        height, width = _image_size(parsed, image)
+        _check_pixels(height, width, options)
+        region_notes(parsed, ctx.warnings)
+        layers = _layers(parsed.regions, ctx)
+        ctx.deadline.check("before composing the mask")
+        stuff = frozenset(c for c in map(labels.class_id, options.stuff) if c is not None)
+        comp = compose(
+            layers,
+            height=height,
+            width=width,
+            background_class=labels.background_id,
+            stuff=stuff,
+            overlap=options.overlap,
+            scratch=scratch,
         )
+        return self._entry(key, ctx, parsed, comp, image)
 
-
-def _meta(
-    ctx: _Context, annotation: Annotation, regions: Sequence[Region], ignored: Counter[str]
-) -> dict[str, Any]:
-    for label, ids in ctx.skipped_labels.items():
-        _note(ctx.warnings, ids, f"labelled {label!r} (not in the label set) skipped")
-    meta: dict[str, Any] = {
-        "task_id": ctx.task.id,
-        "annotation_id": annotation.id,
-        "is_prediction": annotation.is_prediction,
-        "updated_at": annotation.updated_at or annotation.created_at,
-        "orientation": ctx.options.orientation,
-        "regions": dict(Counter(r.kind for r in regions)),
-        "ignored": dict(ignored),
-        "warnings": ctx.warnings,
-    }
-    rotations = sorted({r.image_rotation for r in regions} - {0.0})
-    if rotations:  # recorded, never applied: coordinates are in the unrotated image
-        meta["image_rotation"] = [int(x) if x.is_integer() else x for x in rotations]
-    return meta
+    def _entry(
+        self,
+        key: str,
+        ctx: _Context,
+        parsed: ParsedResult,
+        comp: Composition,
+        image: ImageInfo | None,
+    ) -> Entry:
+        warnings = ctx.warnings
+        note(warnings, comp.dropped, "hidden by others and dropped")
+        if len(comp.inst2class) > MAX_PIL_SAFE_ID:
+            warnings.append(
+                f"{len(comp.inst2class)} instances: ids above {MAX_PIL_SAFE_ID} break "
+                "Mask2FormerImageProcessor's PIL resize path (do_resize=False avoids it)"
+            )
+        for label, ids in ctx.skipped_labels.items():
+            note(warnings, ids, f"labelled {label!r} (not in the label set) skipped")
+        mask = comp.mask
+        if self.options.orientation == "file" and image is not None:
+            mask = to_file_frame(mask, image.orientation)
+        meta = provenance(self.task.id, self.annotation, self.options, parsed, warnings)
+        meta.update(
+            height=int(mask.shape[0]),
+            width=int(mask.shape[1]),
+            instances=len(comp.inst2class),
+            dropped_regions=comp.dropped,
+            overlapped_pixels=comp.overlapped_pixels,
+        )
+        return Entry(key=key, panoptic_mask=mask, inst2class=comp.inst2class, meta=meta)
 
 
 def convert_task(
@@ -218,58 +289,5 @@ def convert_task(
             image-sized is allocated), or more than ``options.time_limit`` seconds spent
             (checked between regions, while a long polygon is swept, and before composing).
     """
-    if task.problem is not None:
-        raise ImageError(task.problem, task_id=task.id)
-    annotation = select_annotation(task, options.annotation, options.use_predictions)
-    if annotation is None:
-        return None
-    with naming_task(task.id):
-        return _convert(task, annotation, key, labels, options, image, scratch)
-
-
-def _convert(
-    task: Task,
-    annotation: Annotation,
-    key: str,
-    labels: LabelSet,
-    options: ConvertOptions,
-    image: ImageInfo | None,
-    scratch: Scratch | None,
-) -> Entry:
-    ctx = _Context(task, labels, options, [], _Deadline(options.time_limit))
-    image_size = None if image is None else (image.height, image.width)
-    parsed = parse_result(annotation.result, image_size=image_size)
-    _check_regions(len(parsed.regions), options)
-    height, width = _image_size(parsed, image)
-    _check_pixels(height, width, options)
-    _region_notes(parsed, ctx)
-    layers = _layers(parsed.regions, ctx)
-    ctx.deadline.check("before composing the mask")
-    stuff = frozenset(c for c in map(labels.class_id, options.stuff) if c is not None)
-    comp = compose(
-        layers,
-        height=height,
-        width=width,
-        background_class=labels.background_id,
-        stuff=stuff,
-        overlap=options.overlap,
-        scratch=scratch,
-    )
-    _note(ctx.warnings, comp.dropped, "hidden by others and dropped")
-    if len(comp.inst2class) > MAX_PIL_SAFE_ID:
-        ctx.warnings.append(
-            f"{len(comp.inst2class)} instances: ids above {MAX_PIL_SAFE_ID} break "
-            "Mask2FormerImageProcessor's PIL resize path (do_resize=False avoids it)"
-        )
-    mask = comp.mask
-    if options.orientation == "file" and image is not None:
-        mask = to_file_frame(mask, image.orientation)
-    meta = _meta(ctx, annotation, parsed.regions, parsed.ignored)
-    meta.update(
-        height=int(mask.shape[0]),
-        width=int(mask.shape[1]),
-        instances=len(comp.inst2class),
-        dropped_regions=comp.dropped,
-        overlapped_pixels=comp.overlapped_pixels,
-    )
-    return Entry(key=key, panoptic_mask=mask, inst2class=comp.inst2class, meta=meta)
+    conversion = Conversion.of(task, options)
+    return None if conversion is None else conversion.run(key, labels, image, scratch)

@@ -18,6 +18,10 @@ What a ``result`` holds, as Label Studio and the tools around it write it::
 - Size: ``original_width``/``original_height`` of the region; when a region lacks them, the
   size the annotation's other items give (area regions first, then any other result), else the
   image's (``image_size``), else an error whose remedy is the image.
+
+Parsing happens once (:func:`read_result`); the image's size, when it is needed and known, is
+applied afterwards (:meth:`ParsedResult.sized`), so a caller can tell from the parsed result
+whether the image is needed at all before fetching it.
 """
 
 from __future__ import annotations
@@ -37,10 +41,10 @@ from .model import Region, RegionKind
 
 __all__ = [
     "ParsedResult",
-    "declared_size",
     "infer_type",
     "list_ids",
     "parse_result",
+    "read_result",
     "region_labels",
 ]
 
@@ -78,10 +82,11 @@ class ParsedResult:
     """What one annotation's ``result`` holds.
 
     Attributes:
-        regions: area regions in painter's order (``order`` ascending), each with its size.
+        regions: area regions in painter's order (``order`` ascending), each with its size;
+            ``0 x 0`` while ``size`` is ``None`` (see :meth:`sized`).
         ignored: non-area result groups by ``type``.
         size: the annotation's size ``(height, width)``: from its regions, else its other
-            results, else ``image_size``; ``None`` when nothing gives one.
+            results, else the image's (:meth:`sized`); ``None`` when nothing gives one.
         declared: whether ``size`` came from the annotation itself (not from the image).
     """
 
@@ -89,6 +94,28 @@ class ParsedResult:
     ignored: Counter[str] = field(default_factory=Counter)
     size: Size | None = None
     declared: bool = False
+
+    def sized(self, image_size: Size | None) -> ParsedResult:
+        """This result, its regions sized by the image's ``(height, width)`` when nothing in
+        the annotation gives a size (``image_size``: ``None`` when the image is not at hand).
+
+        Raises:
+            RegionError: a region's size is known from nowhere (``remedy``: the image).
+        """
+        if self.size is not None:
+            return self
+        if image_size is None:
+            if self.regions:
+                raise RegionError(
+                    self.regions[0].id,
+                    "has no original_width/original_height and no other result of the "
+                    "annotation gives the image size",
+                    remedy=Remedy.IMAGE,
+                )
+            return self
+        height, width = image_size
+        regions = [replace(r, height=height, width=width) for r in self.regions]
+        return replace(self, regions=regions, size=image_size)
 
 
 def infer_type(value: Mapping[str, Any]) -> str:
@@ -288,7 +315,7 @@ def region_labels(result: Sequence[Any]) -> list[str]:
     return found
 
 
-def declared_size(result: Sequence[Any]) -> Size | None:
+def _declared_size(result: Sequence[Any]) -> Size | None:
     """The size an annotation's own items give (its regions first, then any other item), or
     ``None``: then only the image can give it. Never raises (bad sizes fail in parsing)."""
     other: Size | None = None
@@ -319,7 +346,32 @@ def _settle(drafts: list[_Draft], result: Sequence[Any]) -> Size | None:
         raise ImageError(f"regions disagree on the image size (width x height): {shown}")
     if by_size:
         return next(iter(by_size))
-    return declared_size(result)
+    return _declared_size(result)
+
+
+def read_result(result: Sequence[Any]) -> ParsedResult:
+    """Turn one annotation's ``result`` list into regions, sized where the annotation says how
+    large the image is; otherwise ``size`` is ``None`` and the regions wait for the image's
+    (:meth:`ParsedResult.sized`).
+
+    Raises:
+        RegionError: an item is malformed.
+        ImageError: the regions disagree on the image size.
+    """
+    if not isinstance(result, Sequence) or isinstance(result, (str, bytes)):
+        raise RegionError("-", "annotation 'result' is not a list")
+    parsed = ParsedResult()
+    drafts = []
+    for region_id, group in _group(result).items():
+        draft = _draft(region_id, group, parsed)
+        if draft is not None:
+            drafts.append(draft)
+    parsed.size = _settle(drafts, result)
+    parsed.declared = parsed.size is not None
+    for draft in sorted(drafts, key=lambda d: d.region.order):
+        size = draft.size or parsed.size or (0, 0)
+        parsed.regions.append(replace(draft.region, height=size[0], width=size[1]))
+    return parsed
 
 
 def parse_result(
@@ -338,28 +390,4 @@ def parse_result(
         ImageError: the regions disagree on the image size.
     """
     with naming_task(task_id):
-        return _parse(result, image_size)
-
-
-def _parse(result: Sequence[Any], image_size: Size | None) -> ParsedResult:
-    if not isinstance(result, Sequence) or isinstance(result, (str, bytes)):
-        raise RegionError("-", "annotation 'result' is not a list")
-    parsed = ParsedResult()
-    drafts = []
-    for region_id, group in _group(result).items():
-        draft = _draft(region_id, group, parsed)
-        if draft is not None:
-            drafts.append(draft)
-    declared = _settle(drafts, result)
-    parsed.size, parsed.declared = declared or image_size, declared is not None
-    for draft in sorted(drafts, key=lambda d: d.region.order):
-        size = draft.size or parsed.size
-        if size is None:
-            raise RegionError(
-                draft.region.id,
-                "has no original_width/original_height and no other result of the annotation "
-                "gives the image size",
-                remedy=Remedy.IMAGE,
-            )
-        parsed.regions.append(replace(draft.region, height=size[0], width=size[1]))
-    return parsed
+        return read_result(result).sized(image_size)

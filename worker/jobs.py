@@ -23,13 +23,11 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from ls_panoptic.convert import convert_task
+from ls_panoptic.convert import Conversion
 from ls_panoptic.errors import PanopticError
 from ls_panoptic.labels import LabelSet
-from ls_panoptic.model import Annotation, ConvertOptions, Entry, Task
+from ls_panoptic.model import Annotation, Entry, Task
 from ls_panoptic.naming import image_key, image_url
-from ls_panoptic.parse import declared_size
-from ls_panoptic.selection import select_annotation
 from ls_panoptic.sidecar import failure_message
 
 from . import reconcile, runtime
@@ -159,7 +157,8 @@ class _ConversionFailed(Exception):
 
 
 def _convert(rt: runtime.Runtime, task: Task, labels: LabelSet) -> Entry | None:
-    """The task's entry, ``None`` when it has no usable annotation.
+    """The task's entry, ``None`` when it has no usable annotation. The annotation is selected
+    and parsed once: to tell whether the image is needed, and to convert.
 
     Raises:
         _ConversionFailed: converting the selected annotation failed (see module doc).
@@ -168,29 +167,24 @@ def _convert(rt: runtime.Runtime, task: Task, labels: LabelSet) -> Entry | None:
         ValueError: the annotation policy is unusable.
     """
     options = rt.options
-    annotation = select_annotation(task, options.annotation, options.use_predictions)
-    if annotation is None:
+    conversion = Conversion.of(task, options)
+    if conversion is None:
         return None
     key: str | None = None
     try:
         url = image_url(task.data, labels.image_value)
         key = image_key(url, options.key, task.id)
-        if not _needs_image(annotation, options):
-            return convert_task(task, key, labels, options)
+        if not conversion.needs_image():  # see module doc
+            return conversion.run(key, labels)
     except (PanopticError, ValueError) as exc:
-        raise _ConversionFailed(exc, annotation, key) from exc
+        raise _ConversionFailed(exc, conversion.annotation, key) from exc
     with tempfile.TemporaryDirectory(dir=rt.scratch_dir) as folder:
         # not fingerprinted: a download may pass later, a file may be replaced (failure_fingerprint)
         image = rt.labelstudio.image_info(url, Path(folder), task_id=task.id)
         try:
-            return convert_task(task, key, labels, options, image)
+            return conversion.run(key, labels, image)
         except PanopticError as exc:
-            raise _ConversionFailed(exc, annotation, key) from exc
-
-
-def _needs_image(annotation: Annotation, options: ConvertOptions) -> bool:
-    """Whether the mask depends on the image file (see module doc)."""
-    return options.orientation == "file" or declared_size(annotation.result) is None
+            raise _ConversionFailed(exc, conversion.annotation, key) from exc
 
 
 def _log_failure(project: int, message: str, exc: BaseException) -> None:
