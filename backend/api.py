@@ -11,7 +11,9 @@
   fields of ``worker.store.EntryState`` each: a failed task (``status`` ``error``) has its
   ``error``, and an ``error_fingerprint`` when resyncs leave it alone until what it failed on
   changes (``null`` otherwise). It has no entry in snapshots (their sidecar lists it under
-  ``failures``); ``stale_version`` is set when its last good entry is kept for review.
+  ``failures``); ``stale_version`` is set when its last good entry is kept for review, and
+  ``hint`` says what an operator can change (the ``LS_PANOPTIC_*`` setting), ``null`` when only
+  the task itself can mend it.
 - ``GET /projects/<id>/entries/<task>/preview.png``: the task's entry drawn, to look at rather
   than read: each segment in its class's hue, outlined, a legend of the classes under it; on
   grey, not the photo (the backend never fetches images). ``?size=N``: longest side in pixels
@@ -29,7 +31,7 @@ import io
 import logging
 import os
 import tempfile
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
@@ -37,7 +39,8 @@ from flask import Blueprint, Response, jsonify, request, send_file
 
 from ls_panoptic.labels import labelset_from_config
 from ls_panoptic.preview import render_preview
-from worker.store import ProjectRecord, SnapshotInfo, StoreError
+from worker.remedies import stored_remedy
+from worker.store import EntryState, ProjectRecord, SnapshotInfo, StoreError
 
 from .errors import ApiError
 from .services import Services, services
@@ -130,7 +133,16 @@ def snapshot_meta(project: int) -> Response:
 def entries(project: int) -> Response:
     svc = services()
     _require_known(svc, project)
-    return jsonify([dataclasses.asdict(state) for state in svc.store.states(project)])
+    return jsonify([_listed(state) for state in svc.store.states(project)])
+
+
+def _listed(state: EntryState) -> dict[str, Any]:
+    """A task's state as ``/entries`` lists it: its fields, and for a failure the ``hint`` of
+    what an operator can change (``None`` when only the task itself can mend it)."""
+    listed = dataclasses.asdict(state)
+    if state.status == "error":
+        listed["hint"] = stored_remedy(state.remedy)
+    return listed
 
 
 @blueprint.get(_PROJECT + "/entries" + _TASK + "/preview.png")

@@ -111,6 +111,9 @@ class EntryState:
         stale_version: for an ``error``, the blob version of the last good entry, kept (not
             expiring) so ``/entries`` and previews can still show it, marked stale; it is in no
             manifest, so in no snapshot. ``None``: any other state, or no good entry before.
+        remedy: for an ``error``, what an operator could change about it
+            (:class:`ls_panoptic.errors.Remedy` value; ``/entries`` words it as the setting to
+            change). ``None``: only the task itself can mend it, or any other state.
     """
 
     task_id: int
@@ -123,6 +126,7 @@ class EntryState:
     config_hash: str | None = None
     error_fingerprint: str | None = None
     stale_version: str | None = None
+    remedy: str | None = None
 
 
 def dumps(value: Any) -> str:

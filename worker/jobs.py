@@ -93,12 +93,14 @@ def sync_task(project: int, task_id: int) -> str:
         fingerprint = reconcile.failure_fingerprint(
             task, failed.annotation, config_hash, rt.options
         )
-        rt.store.record_error(project, task_id, message, observed, fingerprint, failed.key)
+        rt.store.record_error(
+            project, task_id, message, observed, fingerprint, failed.key, _remedy(failed.cause)
+        )
         _log_failure(project, message, failed.cause)
         return "error"
     except (PanopticError, LabelStudioError, ValueError) as exc:  # a retry may mend these
         message = failure_message(task_id, exc)
-        rt.store.record_error(project, task_id, message, observed)
+        rt.store.record_error(project, task_id, message, observed, remedy=_remedy(exc))
         _log_failure(project, message, exc)
         return "error"
 
@@ -185,6 +187,12 @@ def _convert(rt: runtime.Runtime, task: Task, labels: LabelSet) -> Entry | None:
             return conversion.run(key, labels, image)
         except PanopticError as exc:
             raise _ConversionFailed(exc, conversion.annotation, key) from exc
+
+
+def _remedy(exc: BaseException) -> str | None:
+    """The ``Remedy`` of a core error, as the store keeps it (``EntryState.remedy``)."""
+    remedy = exc.remedy if isinstance(exc, PanopticError) else None
+    return None if remedy is None else remedy.value
 
 
 def _log_failure(project: int, message: str, exc: BaseException) -> None:

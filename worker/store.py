@@ -156,6 +156,7 @@ class Store(ProjectIndex):
         source_updated_at: str | None,
         fingerprint: str | None = None,
         key: str | None = None,
+        remedy: str | None = None,
     ) -> None:
         """The task failed to convert: state ``error``, listed by snapshots (as ``key``: the
         image key the failed conversion was for, ``None`` when unknown) instead of its entry;
@@ -164,7 +165,8 @@ class Store(ProjectIndex):
         Ignored when a newer state is stored. Without a timestamp (the task could not even be
         fetched) the stored one is kept, so a stale success cannot slip in afterwards.
         ``fingerprint``: what a failure that only a change of the task can mend failed on
-        (``EntryState.error_fingerprint``); ``None`` for one a retry may mend.
+        (``EntryState.error_fingerprint``); ``None`` for one a retry may mend. ``remedy``:
+        what an operator could change (``EntryState.remedy``).
         """
         stamp = _stamp(source_updated_at) if source_updated_at else None
         failure = Failure(task_id, key, message[:MAX_ERROR_CHARS])
@@ -178,7 +180,7 @@ class Store(ProjectIndex):
                 task_id, old.key if old else None, old.annotation_id if old else None,
                 source_updated_at or (old.updated_at if old else None), "error",
                 failure.message, utc_now(), old.config_hash if old else None, fingerprint,
-                current or (old.stale_version if old else None),
+                current or (old.stale_version if old else None), remedy,
             )  # fmt: skip
             pipe.multi()
             if current is not None:  # out of snapshots; kept (not expired) for review

@@ -235,3 +235,18 @@ def test_the_worker_logs_a_failure_with_what_an_operator_can_set(
         f"sync failed project={STUB_PROJECT} {state.error}; add it to the project's label "
         "config, or set LS_PANOPTIC_UNKNOWN_LABELS=skip"
     )
+
+
+def test_entries_say_what_an_operator_can_change_about_a_failure(
+    rt: runtime.Runtime, stub: StubLabelStudio, client: FlaskClient
+) -> None:
+    """The stored message is the batch's; ``/entries`` adds the service's remedy as a hint."""
+    stub.add(3, annotation(31, "weed"))
+    sync_and_run(rt, [3])
+    listed = client.get(f"/projects/{STUB_PROJECT}/entries", headers=API).json
+    assert listed is not None
+    (failed,) = listed
+    assert failed["remedy"] == "unknown_labels" and "LS_PANOPTIC" not in failed["error"]
+    assert failed["hint"] == (
+        "add it to the project's label config, or set LS_PANOPTIC_UNKNOWN_LABELS=skip"
+    )
