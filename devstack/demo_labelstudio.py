@@ -42,16 +42,21 @@ class LabelStudioAccess:
     login: Credentials | None = None
 
 
-def start_demo_label_studio(venv: Path, folder: Path) -> LabelStudioServer:
-    """Label Studio from ``venv`` with its data in ``folder``, kept between runs (the first
-    start runs every migration, about 40 s; later ones take about 5 s), logged in with the
-    credentials saved in ``folder/credentials.json`` (mode 600) at the first start."""
+def _installed(venv: Path) -> Path:
+    """The ``label-studio`` script of ``venv``; how to install it when it is not there."""
     binary = label_studio_binary(venv)
     if binary is None:
         raise StepFailed(
             f"Label Studio is not installed in {venv}: {install_hint(venv)}; or give "
             "--label-studio-url and --api-key of a running one"
         )
+    return binary
+
+
+def start_demo_label_studio(binary: Path, folder: Path) -> LabelStudioServer:
+    """Label Studio (its ``label-studio`` script) with its data in ``folder``, kept between
+    runs (the first start runs every migration, about 40 s; later ones take about 5 s), logged
+    in with the credentials saved in ``folder/credentials.json`` (mode 600) at the first start."""
     credentials = _credentials(folder)
     try:
         return start_server(binary, folder, credentials=credentials)
@@ -100,10 +105,10 @@ def bring_up_label_studio(
     run.step(f"Label Studio {LS_VERSION}")
     if url:
         return _running_label_studio(run, url, api_key)
-    folder = run.output / "label-studio"
+    binary, folder = _installed(venv), run.output / "label-studio"
     run.note(f"starting it from {venv}, data in {folder}/ (kept between runs)")
     with run.console.status("    waiting for Label Studio (a first start runs its migrations)"):
-        server = start_demo_label_studio(venv, folder)
+        server = start_demo_label_studio(binary, folder)
     run.stack.add(server.service)
     run.note(f"{server.url} (pid {server.process.pid}), up in {server.startup_seconds:.0f} s")
     login = Credentials(server.username, server.password, server.token)
