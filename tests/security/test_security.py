@@ -22,8 +22,6 @@ import logging
 import os
 import pickle
 import re
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -43,6 +41,7 @@ from rq.scheduler import RQScheduler
 
 from backend.app import DEFAULT_MAX_CONTENT_LENGTH, create_app
 from cli import worker_cmd
+from devstack.supervisor import free_port, http_ok, port_answers, spawn
 from ls_panoptic.images import ImageInfo
 from ls_panoptic.model import Entry, Task
 from ls_panoptic.tasks import task_from_dict
@@ -484,39 +483,19 @@ def test_app_logs_carry_no_token_and_no_body(
             assert secret not in text, (record.name, text)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 @pytest.fixture
 def served(redis_url: str, redis_client: redis.Redis, tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """``ls-panoptic serve`` (gunicorn, one worker) on a free port; its base URL and log file."""
-    port, log = _free_port(), tmp_path / "serve.log"
+    port, log = free_port(), tmp_path / "serve.log"
     env = serve_env(redis_url, tmp_path, WEBHOOK_TOKEN=WEBHOOK_TOKEN, API_TOKEN=API_TOKEN)
     args = [str(LS_CLI), "serve", "--port", str(port), "--workers", "1", "--threads", "2"]
-    with log.open("wb") as sink:
-        process = subprocess.Popen(args, env=env, stdout=sink, stderr=subprocess.STDOUT)
+    process = spawn("serve", args, env, log)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and process.poll() is None:
-            try:
-                if httpx.get(base + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        assert process.poll() is None, log.read_text()
+        process.wait_ready(lambda: http_ok(base + "/health", timeout=1), "serve", timeout=30)
         yield base, log
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        process.stop()
 
 
 def test_serve_logs_carry_no_token_and_no_body(served: tuple[str, Path]) -> None:
@@ -540,24 +519,15 @@ def test_serve_logs_carry_no_token_and_no_body(served: tuple[str, Path]) -> None
 
 
 def test_serve_dev_logs_no_query_strings(redis_url: str, tmp_path: Path) -> None:
-    port, log = _free_port(), tmp_path / "dev.log"
+    port, log = free_port(), tmp_path / "dev.log"
     env = serve_env(redis_url, tmp_path, WEBHOOK_TOKEN=WEBHOOK_TOKEN, API_TOKEN=API_TOKEN)
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [str(LS_CLI), "serve", "--dev", "--port", str(port)],
-            env=env, stdout=sink, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+    process = spawn("serve --dev", [str(LS_CLI), "serve", "--dev", "--port", str(port)], env, log)
+    url = f"http://127.0.0.1:{port}/projects/3/entries?t={MARKER}"
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/projects/3/entries?t={MARKER}", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        time.sleep(0.3)
+        process.wait_ready(lambda: port_answers(port), "serve --dev", timeout=30)
+        httpx.get(url, timeout=5)
+        time.sleep(0.3)  # let the server write its request line
     finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=15)
+        process.stop()
     assert "path=/projects/3/entries status=401" in log.read_text()
     assert MARKER not in log.read_text()
