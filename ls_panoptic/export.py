@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from . import jsonload
+from ._results import infer_type
 from .errors import ExportError, Remedy
 from .model import Task
-from .parse import infer_type
 from .tasks import task_from_dict
 
 __all__ = ["ExportFormat", "parse_export", "read_export"]

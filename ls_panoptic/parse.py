@@ -6,15 +6,8 @@ What a ``result`` holds, as Label Studio and the tools around it write it::
      "original_width": 640, "original_height": 480, "image_rotation": 0,
      "value": {"points": [[x%, y%], ...], "polygonlabels": ["leaf"]}}
 
-- One region may be several items sharing one ``id``: a geometry item from a tool
-  (``<Polygon>``, ``<Brush>``, ...) plus a ``labels`` item from a ``<Labels>`` control whose
-  value repeats the geometry, or one ``*labels`` item carrying both. Items are grouped by
-  ``id``; the region's painter's order is the position of its first item.
-- Items without ``id`` (JSON_MIN, some ML backends) are regions of their own, except that an
-  id-less item from one control joins an earlier id-less item from another control with the
-  same geometry: JSON_MIN repeats a tool region under the ``<Labels>`` control's name.
-- A group with no area geometry (keypoints, choices, text, relations, a ``labels`` item on a
-  keypoint, ...) is ignored and counted by type.
+- Items group into regions by ``id`` (JSON_MIN's id-less duplicates joined by geometry); the
+  rules are in :mod:`ls_panoptic._results`.
 - Size: ``original_width``/``original_height`` of the region; when a region lacks them, the
   size the annotation's other items give (area regions first, then any other result), else the
   image's (``image_size``), else an error whose remedy is the image.
@@ -26,7 +19,6 @@ whether the image is needed at all before fetching it.
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from collections import Counter
@@ -34,10 +26,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import numpy as np
-
+from ._results import (
+    KIND_OF_TYPE,
+    Group,
+    Grouper,
+    area_type,
+    group_items,
+    infer_type,
+    labels_of,
+    not_area_type,
+    type_of,
+)
 from .errors import ImageError, RegionError, Remedy, naming_task
-from .model import Region, RegionKind
+from .model import Region
 
 __all__ = [
     "ParsedResult",
@@ -48,28 +49,6 @@ __all__ = [
     "region_labels",
 ]
 
-_KIND_OF_TYPE: dict[str, RegionKind] = {
-    "brushlabels": "brush",
-    "brush": "brush",
-    "magicwand": "brush",  # the magic-wand tool saves a brush-format RLE mask
-    "bitmasklabels": "bitmask",
-    "bitmask": "bitmask",
-    "polygonlabels": "polygon",
-    "polygon": "polygon",
-    "rectanglelabels": "rectangle",
-    "rectangle": "rectangle",
-    "ellipselabels": "ellipse",
-    "ellipse": "ellipse",
-}
-# Which value keys reveal a kind when an item has no "type" (JSON_MIN rows); all must be present.
-_TYPE_BY_KEYS: tuple[tuple[tuple[str, ...], str], ...] = (
-    (("rle",), "brushlabels"),
-    (("imageDataURL",), "bitmasklabels"),
-    (("points",), "polygonlabels"),
-    (("radiusX", "radiusY"), "ellipselabels"),
-    (("width", "height"), "rectanglelabels"),
-    (("x", "y"), "keypoint"),
-)
 _SIZE_KEYS = ("original_height", "original_width")
 _LISTED_IDS = 5
 
@@ -118,40 +97,10 @@ class ParsedResult:
         return replace(self, regions=regions, size=image_size)
 
 
-def infer_type(value: Mapping[str, Any]) -> str:
-    """Guess a result ``type`` from the keys of a ``value`` (for items that lack one).
-
-    A ``<kind>labels`` key names the type outright (``keypointlabels`` too, so keypoints are
-    never mistaken for rectangles); otherwise the geometry keys decide.
-    """
-    for key in value:
-        if key.endswith("labels") and key != "labels":
-            return key
-    for keys, type_ in _TYPE_BY_KEYS:
-        if all(key in value for key in keys):
-            return type_
-    return "unknown"
-
-
 def list_ids(ids: Sequence[str], most: int = _LISTED_IDS) -> str:
     """``a, b, c and 117 more``: a list of ids cut short for one line of a report."""
     shown = ", ".join(ids[:most])
     return shown if len(ids) <= most else f"{shown} and {len(ids) - most} more"
-
-
-def _is_label_key(key: str) -> bool:
-    return key.endswith("labels")
-
-
-def _labels_of(value: Mapping[str, Any]) -> list[str]:
-    labels: list[str] = []
-    for key, item in value.items():
-        if _is_label_key(key):
-            if isinstance(item, list):
-                labels.extend(str(label) for label in item)
-            elif isinstance(item, str):
-                labels.append(item)
-    return labels
 
 
 def _own_size(item: Mapping[str, Any], region_id: str) -> Size | None:
@@ -181,62 +130,6 @@ def _rotation(raw: object) -> float:
     return math.nan
 
 
-def _type_of(item: Mapping[str, Any]) -> str:
-    return str(item.get("type") or infer_type(item.get("value", {})))
-
-
-def _geometry_key(item: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
-    """The geometry of an id-less item, comparable across controls (labels left out)."""
-    value = item.get("value", {})
-    parts: list[tuple[str, Any]] = []
-    for key in sorted(k for k in value if not _is_label_key(k)):
-        raw = value[key]
-        if isinstance(raw, np.ndarray):  # brush RLE read by jsonload
-            parts.append((key, (raw.dtype.str, raw.shape, raw.tobytes())))
-        else:
-            parts.append((key, json.dumps(raw, sort_keys=True, default=str)))
-    return tuple(parts)
-
-
-@dataclass
-class _Group:
-    order: int
-    items: list[Mapping[str, Any]] = field(default_factory=list)
-
-
-class _Grouper:
-    """Groups result items into regions (see the module docstring for the rules)."""
-
-    def __init__(self) -> None:
-        self.groups: dict[str, _Group] = {}
-        self._idless: dict[tuple[tuple[str, Any], ...], list[tuple[str, set[Any]]]] = {}
-
-    def add(self, order: int, item: Mapping[str, Any]) -> None:
-        region_id = item.get("id")
-        if region_id is None or region_id == "":
-            region_id = self._idless_group(order, item)
-        self.groups.setdefault(str(region_id), _Group(order)).items.append(item)
-
-    def _idless_group(self, order: int, item: Mapping[str, Any]) -> str:
-        control = item.get("from_name")
-        candidates = self._idless.setdefault(_geometry_key(item), [])
-        for group_id, controls in candidates:
-            if control is not None and control not in controls:
-                controls.add(control)
-                return group_id
-        candidates.append((f"#{order}", {control}))
-        return f"#{order}"
-
-
-def _group(result: Sequence[Any]) -> dict[str, _Group]:
-    grouper = _Grouper()
-    for order, item in enumerate(result):
-        if not isinstance(item, Mapping) or not isinstance(item.get("value", {}), Mapping):
-            raise RegionError(f"#{order}", "result item is not an object with a 'value'")
-        grouper.add(order, item)
-    return grouper.groups
-
-
 @dataclass
 class _Draft:
     """A region before its size is settled."""
@@ -245,47 +138,23 @@ class _Draft:
     size: Size | None
 
 
-def _area_type(group: _Group) -> tuple[str, Mapping[str, Any]] | None:
-    """The area type of a group and the item holding its geometry; ``None``: not an area."""
-    for item in group.items:
-        if _type_of(item) in _KIND_OF_TYPE:
-            return _type_of(item), item
-    for item in group.items:  # a <Labels> item alone: its value carries the geometry too
-        if _type_of(item) == "labels":
-            value = item.get("value", {})
-            inferred = infer_type({k: v for k, v in value.items() if k != "labels"})
-            if inferred in _KIND_OF_TYPE:
-                return inferred, item
-    return None
-
-
-def _not_area_type(group: _Group) -> str:
-    """What a group without area geometry is counted as (``labels`` on a keypoint: keypoint)."""
-    first = group.items[0]
-    type_ = _type_of(first)
-    if type_ == "labels":
-        inferred = infer_type({k: v for k, v in first.get("value", {}).items() if k != "labels"})
-        return inferred if inferred != "unknown" else "labels"
-    return type_
-
-
-def _draft(region_id: str, group: _Group, parsed: ParsedResult) -> _Draft | None:
-    found = _area_type(group)
+def _draft(region_id: str, group: Group, parsed: ParsedResult) -> _Draft | None:
+    found = area_type(group)
     if found is None:
-        parsed.ignored[_not_area_type(group)] += 1
+        parsed.ignored[not_area_type(group)] += 1
         return None
     type_, source = found
     labels: list[str] = []
     for item in group.items:
-        if _type_of(item) in _KIND_OF_TYPE or _type_of(item) == "labels":
-            labels.extend(x for x in _labels_of(item.get("value", {})) if x not in labels)
+        if type_of(item) in KIND_OF_TYPE or type_of(item) == "labels":
+            labels.extend(x for x in labels_of(item.get("value", {})) if x not in labels)
         else:  # per-region choices, text areas, ...: not part of the mask
-            parsed.ignored[_type_of(item)] += 1
+            parsed.ignored[type_of(item)] += 1
     if not labels:
         raise RegionError(region_id, "region has no label")
     region = Region(
         id=region_id,
-        kind=_KIND_OF_TYPE[type_],
+        kind=KIND_OF_TYPE[type_],
         label=labels[0],
         order=group.order,
         height=0,
@@ -303,14 +172,14 @@ def region_labels(result: Sequence[Any]) -> list[str]:
     guessing a label set from an export). Never raises."""
     if not isinstance(result, Sequence) or isinstance(result, (str, bytes)):
         return []
-    grouper = _Grouper()
+    grouper = Grouper()
     for order, item in enumerate(result):
         if isinstance(item, Mapping) and isinstance(item.get("value", {}), Mapping):
             grouper.add(order, item)
     found = []
     for group in grouper.groups.values():
-        if _area_type(group) is not None:
-            labels = [x for item in group.items for x in _labels_of(item.get("value", {}))]
+        if area_type(group) is not None:
+            labels = [x for item in group.items for x in labels_of(item.get("value", {}))]
             found.extend(labels[:1])
     return found
 
@@ -326,7 +195,7 @@ def _declared_size(result: Sequence[Any]) -> Size | None:
             size = _own_size(item, "-")
         except RegionError:
             continue
-        if size is not None and _type_of(item) in _KIND_OF_TYPE:
+        if size is not None and type_of(item) in KIND_OF_TYPE:
             return size
         other = other or size
     return other
@@ -362,7 +231,7 @@ def read_result(result: Sequence[Any]) -> ParsedResult:
         raise RegionError("-", "annotation 'result' is not a list")
     parsed = ParsedResult()
     drafts = []
-    for region_id, group in _group(result).items():
+    for region_id, group in group_items(result).items():
         draft = _draft(region_id, group, parsed)
         if draft is not None:
             drafts.append(draft)
