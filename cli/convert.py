@@ -1,16 +1,18 @@
-"""``ls-panoptic convert``: a Label Studio export + images -> panoptic pickle + sidecar JSON."""
+"""``ls-panoptic convert``: a Label Studio export + images -> panoptic pickle + sidecar JSON,
+or (``--format``) a Hugging Face dataset or COCO panoptic folder with the same masks."""
 
 from __future__ import annotations
 
 import math
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import click
 
 from ls_panoptic.batch import BatchReport, Outcome, convert_tasks
-from ls_panoptic.errors import ExportError, LabelConfigError, PanopticError
+from ls_panoptic.errors import ExportError, LabelConfigError, PanopticError, SnapshotError
 from ls_panoptic.export import parse_export_text, read_export
 from ls_panoptic.images import ImageIndex
 from ls_panoptic.labels import (
@@ -22,11 +24,12 @@ from ls_panoptic.labels import (
 from ls_panoptic.model import ConvertOptions, Task
 from ls_panoptic.parse import region_labels
 from ls_panoptic.selection import parse_policy, select_annotation
+from ls_panoptic.writers import EntryWriter, parse_splits
 
 from .previews import preview_writer
 from .report import print_labels, print_report, progress_callback, with_remedy
 
-__all__ = ["convert", "run_convert"]
+__all__ = ["OutputFormat", "convert", "run_convert"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -49,6 +52,69 @@ def _time_limit(_ctx: click.Context, _param: click.Parameter, value: float | Non
     if value is not None and not math.isfinite(value):
         raise click.BadParameter("must be a finite number of seconds (leave it out for no limit)")
     return value
+
+
+def _splits(
+    _ctx: click.Context, _param: click.Parameter, value: tuple[str, ...]
+) -> dict[str, float]:
+    try:
+        return parse_splits(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+@dataclass(frozen=True)
+class OutputFormat:
+    """What ``--format``, ``--split``, ``--seed`` and ``--copy-images`` ask for."""
+
+    name: str = "pickle"
+    splits: dict[str, float] = field(default_factory=dict)
+    seed: int = 0
+    copy_images: bool = False
+
+    def check(self, output: Path, has_images: bool) -> None:
+        """Refuse combinations that cannot work, before anything is converted."""
+        if self.name == "pickle":
+            if self.splits or self.copy_images:
+                raise UsageProblem(
+                    "--split and --copy-images are for --format hf and coco-panoptic "
+                    "(the pickle is one dict; split it in your training code)"
+                )
+            if output.is_dir():
+                raise UsageProblem(f"--output {output} is a folder: give a file name (.pkl)")
+            return
+        if output.exists() and not output.is_dir():
+            raise UsageProblem(f"--output {output} is a file: --format {self.name} writes a folder")
+        if self.name == "hf" and not has_images:
+            raise UsageProblem(
+                "--format hf embeds each photo in the dataset: pass --images (the folder "
+                "you uploaded from, or a file listing the image paths)"
+            )
+        if self.copy_images and not has_images:
+            raise UsageProblem("--copy-images copies the photos from --images: pass --images")
+
+    def writer(self, output: Path, labels: LabelSet, options: ConvertOptions) -> EntryWriter | None:
+        """The writer of this format (``None``: the default pickle)."""
+        try:
+            if self.name == "hf":
+                from ls_panoptic.hf_dataset import HFDatasetWriter  # pyarrow only when asked
+
+                return HFDatasetWriter(
+                    output, labels.id2label, splits=self.splits, seed=self.seed,
+                    orientation=options.orientation,
+                )  # fmt: skip
+        except SnapshotError as exc:
+            raise UsageProblem(str(exc)) from exc
+        if self.name == "coco-panoptic":
+            from ls_panoptic.coco_panoptic import CocoPanopticWriter
+
+            stuff = {c for c in map(labels.class_id, options.stuff) if c is not None}
+            return CocoPanopticWriter(
+                output, labels.id2label, frozenset({labels.background_id, *stuff}),
+                splits=self.splits, seed=self.seed, copy_images=self.copy_images,
+                orientation=options.orientation,
+            )  # fmt: skip
+        return None
 
 
 def _load_tasks(export: str) -> list[Task]:
@@ -111,8 +177,11 @@ def run_convert(
     strict: bool,
     show_progress: bool = True,
     preview: Path | None = None,
+    output_format: OutputFormat | None = None,
 ) -> tuple[BatchReport, LabelSet]:
     """Everything ``convert`` does, callable from other commands (``demo``)."""
+    output_format = output_format or OutputFormat()
+    output_format.check(output, images is not None)
     tasks = _load_tasks(export)
     labels, guessed = _label_set(label_config, id2label, tasks, options)
     unknown_stuff = sorted(s for s in options.stuff if labels.class_id(s) is None)
@@ -125,6 +194,7 @@ def run_convert(
     index = _image_index(images)
     source = "<stdin>" if export == "-" else Path(export).name
     write_preview = preview_writer(preview, labels, index, options) if preview else None
+    writer = output_format.writer(output, labels, options)
     with progress_callback(len(tasks), enabled=show_progress) as advance:
 
         def on_outcome(outcome: Outcome) -> None:
@@ -132,16 +202,20 @@ def run_convert(
                 write_preview(outcome)
             advance(outcome)
 
-        report = convert_tasks(
-            tasks,
-            output,
-            labels,
-            options,
-            images=index,
-            strict=strict,
-            source=source,
-            on_outcome=on_outcome,
-        )
+        try:
+            report = convert_tasks(
+                tasks,
+                output,
+                labels,
+                options,
+                images=index,
+                strict=strict,
+                source=source,
+                on_outcome=on_outcome,
+                writer=writer,
+            )
+        except SnapshotError as exc:
+            raise UsageProblem(str(exc)) from exc
     if index is None and options.orientation == "file":
         report.warnings.insert(
             0,
@@ -169,8 +243,35 @@ def run_convert(
     "--output",
     "-o",
     required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Snapshot to write (.pkl); OUTPUT.meta.json is written beside it.",
+    type=click.Path(path_type=Path),
+    help="Snapshot to write (.pkl; OUTPUT.meta.json is written beside it), or the folder "
+    "that --format hf / coco-panoptic writes (ls-panoptic.meta.json inside it).",
+)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["pickle", "hf", "coco-panoptic"]),
+    default="pickle",
+    show_default=True,
+    help="pickle: one dict (the default); hf: a Hugging Face dataset folder (Parquet, "
+    "needs --images) that transformers' Mask2Former example trains on; coco-panoptic: "
+    "panopticapi's PNG + JSON (category id = class id + 1).",
+)
+@click.option(
+    "--split",
+    "splits",
+    multiple=True,
+    callback=_splits,
+    metavar="NAME=FRACTION",
+    help="(hf, coco-panoptic; repeatable) put this fraction of the images in split NAME, "
+    "e.g. validation=0.1; the rest is train. Decided by image key and --seed alone, so an "
+    "image keeps its split when others are added.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --split draw.")
+@click.option(
+    "--copy-images",
+    is_flag=True,
+    help="(coco-panoptic) also write each photo, in the mask's frame, under images/<split>/.",
 )
 @click.option(
     "--label-config",
@@ -274,6 +375,10 @@ def convert(
     time_limit: float | None,
     strict: bool,
     quiet: bool,
+    output_format: str,
+    splits: dict[str, float],
+    seed: int,
+    copy_images: bool,
 ) -> None:
     """Convert a Label Studio EXPORT (JSON or JSON_MIN file, or - for stdin) into a panoptic
     snapshot: {image_name: {"panoptic_mask": uint32 (H, W), "inst2class": {id: class}}}.
@@ -303,6 +408,7 @@ def convert(
         strict,
         show_progress=not quiet,
         preview=preview,
+        output_format=OutputFormat(output_format, splits, seed, copy_images),
     )
     print_report(report, labels)
     if report.failures:

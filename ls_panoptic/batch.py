@@ -1,6 +1,8 @@
 """A whole export -> one snapshot and its sidecar, image by image, in bounded memory.
 
-Each task is converted and written to the snapshot at once, so memory holds about one entry.
+Each task is converted and written at once, so memory holds about one entry. Where it is
+written is an :class:`~ls_panoptic.writers.EntryWriter`: the pickle by default, or another
+format's writer (a writer that cannot hold one entry fails that task alone).
 A task that fails is reported (task, region, reason, and what a user could change: ``remedy``)
 and the others are still written, unless ``strict`` is set, in which case nothing is written
 at all. Each task's annotation is selected once, when keys are planned, and parsed once, when
@@ -24,7 +26,8 @@ from .labels import LabelSet
 from .model import ConvertOptions, Entry, Task
 from .naming import image_key, image_url
 from .sidecar import Failure, build_sidecar, failure_message, key_collisions
-from .snapshot import SnapshotWriter, sidecar_path, write_json_atomic
+from .snapshot import write_json_atomic
+from .writers import EntryWriter, PickleWriter
 
 __all__ = ["BatchFailure", "BatchReport", "Failure", "Outcome", "convert_tasks", "plan_keys"]
 
@@ -52,6 +55,7 @@ class Outcome:
     entry: Entry | None = None
     failure: BatchFailure | None = None
     skipped: str | None = None
+    image: ImageInfo | None = None
 
 
 @dataclass
@@ -133,7 +137,21 @@ def _convert_one(
         entry = planned.conversion.run(key, labels, info, scratch)
     except PanopticError as exc:
         return Outcome(task_id, key, failure=_failed(task_id, key, exc))
-    return Outcome(task_id, key, entry=entry)
+    return Outcome(task_id, key, entry=entry, image=info)
+
+
+def _write(writer: EntryWriter, outcome: Outcome) -> Outcome:
+    """Write the outcome's entry; an entry the format cannot hold fails its task."""
+    if outcome.entry is None:
+        return outcome
+    try:
+        writer.add(outcome.entry, outcome.image)
+    except ImageError as exc:
+        exc.in_task(outcome.task_id)
+        return Outcome(
+            outcome.task_id, outcome.key, failure=_failed(outcome.task_id, outcome.key, exc)
+        )
+    return outcome
 
 
 def _tally(report: BatchReport, outcome: Outcome) -> None:
@@ -177,9 +195,15 @@ def convert_tasks(
     strict: bool = False,
     source: str = "export",
     on_outcome: Callable[[Outcome], None] | None = None,
+    writer: EntryWriter | None = None,
 ) -> BatchReport:
-    """Convert ``tasks`` into the snapshot ``output`` and its sidecar; see module docstring."""
-    report = BatchReport(output=output, sidecar=sidecar_path(output))
+    """Convert ``tasks`` into the snapshot ``output`` and its sidecar; see module docstring.
+
+    ``writer``: where entries go (default: the pickle ``output``, :class:`PickleWriter`); its
+    ``output`` and ``sidecar`` are the report's.
+    """
+    writer = writer if writer is not None else PickleWriter(output)
+    report = BatchReport(output=writer.output, sidecar=writer.sidecar)
     report.prediction_ids = sum(task.prediction_ids for task in tasks)
     keys, key_failures = plan_keys(tasks, labels, options)
     report.failures.extend(key_failures)
@@ -190,7 +214,7 @@ def convert_tasks(
     metas: dict[str, Any] = {}
     scratch = Scratch()  # entries are written before the next conversion reuses it
     try:
-        with SnapshotWriter(output) as snap:
+        with writer as sink:
             for index, task in enumerate(tasks):
                 planned = keys.pop(index, None)  # once converted, its parse can go
                 if planned is None and task.id in failed:
@@ -200,13 +224,13 @@ def convert_tasks(
                     if planned
                     else Outcome(task.id, None, skipped=f"task {task.id}: no usable annotation")
                 )
+                outcome = _write(sink, outcome)
                 _tally(report, outcome)
                 if on_outcome:
                     on_outcome(outcome)
                 if outcome.failure and strict:
                     raise _Abort
                 if outcome.entry:
-                    snap.add(outcome.entry.key, outcome.entry.payload())
                     metas[outcome.entry.key] = outcome.entry.meta
     except _Abort:
         report.aborted = True

@@ -1,0 +1,309 @@
+"""Hugging Face dataset output (``convert --format hf``): what transformers' own Mask2Former
+fine-tuning example (``examples/pytorch/instance-segmentation/run_instance_segmentation.py``)
+trains on unchanged, with ``--dataset_name <folder>`` and without ``--do_reduce_labels``.
+
+Layout of the output folder (the Hub's, so ``datasets.load_dataset(folder)`` and
+``push_to_hub`` take it as it is)::
+
+    README.md                                 dataset card: YAML ``configs`` (one split per
+                                              ``data/<split>-*`` pattern), id2label, counts,
+                                              class shares
+    data/<split>-00000-of-0000N.parquet       rows, about 500 MB a shard
+    ls-panoptic.meta.json                     the sidecar (provenance, failures)
+
+One row per image (Parquet schema; the ``huggingface`` schema metadata gives ``datasets``
+the features)::
+
+    image                 Image: the photo in the mask's frame (EXIF applied for the
+                          ``display`` orientation; :func:`~ls_panoptic.segments.displayed_photo`)
+    annotation            Image: lossless RGB PNG, R = class id, G = instance id, B = 0
+    semantic_class_to_id  {label: class id}, every label, background included
+    image_name            the image key (the pickle's dict key)
+    task_id               the Label Studio task id
+    inst2class            [{"instance_id", "class_id"}], the pickle's inst2class in order
+    id2label              {"<class id>": label}
+
+An 8-bit channel holds ids up to 255: a label set with a class id above 255 is refused before
+anything is written, and an image with an instance id above 255 fails alone (the pickle and
+COCO panoptic have no such limit). Instance ids are the pickle's, unchanged, so
+:func:`read_hf_dataset` gives back the pickle's mask bit for bit (``uint32``, from G).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+# Parquet is the Hub's format for datasets; pyarrow writes it row group by row group, so a
+# dataset of any size is written in bounded memory (``datasets`` itself is not needed to write)
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .errors import ImageError, SnapshotError
+from .images import ImageInfo
+from .model import Entry, Orientation
+from .segments import displayed_photo, segment_stats
+from .writers import DEFAULT_SPLIT, FolderWriter, split_of
+
+__all__ = ["MAX_CHANNEL_ID", "HFDatasetWriter", "read_hf_dataset"]
+
+MAX_CHANNEL_ID = 255
+SHARD_BYTES = 500 * 2**20  # the Hub's advice: shards of a few hundred MB
+_ROW_GROUP_BYTES = 64 * 2**20
+_PNG_FAST = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE]
+_VALUE = {
+    "int64": {"dtype": "int64", "_type": "Value"},
+    "str": {"dtype": "string", "_type": "Value"},
+}
+
+
+def _schema(id2label: Mapping[int, str]) -> pa.Schema:
+    image = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    labels = [label for _id, label in sorted(id2label.items())]
+    ids = [str(i) for i in sorted(id2label)]
+    pair = pa.struct([("instance_id", pa.int64()), ("class_id", pa.int64())])
+    features = {
+        "image": {"_type": "Image"},
+        "annotation": {"_type": "Image"},
+        "semantic_class_to_id": {label: _VALUE["int64"] for label in labels},
+        "image_name": _VALUE["str"],
+        "task_id": _VALUE["int64"],
+        "inst2class": {
+            "feature": {"instance_id": _VALUE["int64"], "class_id": _VALUE["int64"]},
+            "_type": "List",
+        },
+        "id2label": {i: _VALUE["str"] for i in ids},
+    }
+    return pa.schema(
+        [
+            ("image", image),
+            ("annotation", image),
+            ("semantic_class_to_id", pa.struct([(label, pa.int64()) for label in labels])),
+            ("image_name", pa.string()),
+            ("task_id", pa.int64()),
+            ("inst2class", pa.list_(pair)),
+            ("id2label", pa.struct([(i, pa.string()) for i in ids])),
+        ],
+        metadata={"huggingface": json.dumps({"info": {"features": features}})},
+    )
+
+
+def encode_annotation(mask: npt.NDArray[Any], lut: npt.NDArray[np.uint8]) -> bytes:
+    """Ids ``<= 255`` -> the example's annotation PNG: R class (``lut[id]``), G id, B 0."""
+    ids = mask.astype(np.uint8)
+    bgr = np.zeros((*mask.shape, 3), dtype=np.uint8)
+    bgr[:, :, 1] = ids
+    bgr[:, :, 2] = cv2.LUT(ids, lut)
+    ok, png = cv2.imencode(".png", bgr, _PNG_FAST)
+    if not ok:
+        raise SnapshotError("PNG encoding failed")
+    return png.tobytes()
+
+
+@dataclass
+class _Split:
+    """One split's open shard, its buffered rows and its totals."""
+
+    name: str
+    shards: list[Path] = field(default_factory=list)
+    writer: pq.ParquetWriter | None = None
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    buffered: int = 0
+    shard_bytes: int = 0
+    count: int = 0
+    pixels: dict[int, int] = field(default_factory=dict)
+
+
+class HFDatasetWriter(FolderWriter):
+    """Writes the folder described above; an :class:`~ls_panoptic.writers.EntryWriter`.
+
+    Raises:
+        SnapshotError: a class id above 255 (the annotation's channel 0 is 8-bit).
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        id2label: Mapping[int, str],
+        *,
+        splits: Mapping[str, float] | None = None,
+        seed: int = 0,
+        orientation: Orientation = "display",
+        shard_bytes: int = SHARD_BYTES,
+    ) -> None:
+        too_big = [i for i in id2label if i > MAX_CHANNEL_ID]
+        if too_big:
+            raise SnapshotError(
+                f"class id {max(too_big)} ({id2label[max(too_big)]!r}) does not fit the "
+                f"8-bit class channel of --format hf's annotation PNG (ids 0..{MAX_CHANNEL_ID}); "
+                "write --format coco-panoptic or pickle, which have no such limit"
+            )
+        super().__init__(folder)
+        self._id2label = dict(id2label)
+        self._schema = _schema(id2label)
+        self._lut = np.zeros(256, dtype=np.uint8)
+        self._labels = {label: i for i, label in sorted(id2label.items())}
+        self._splits = {name: _Split(name) for name in [DEFAULT_SPLIT, *(splits or {})]}
+        self._fractions, self._seed = dict(splits or {}), seed
+        self._orientation, self._shard_bytes = orientation, shard_bytes
+
+    def _begin(self) -> None:
+        (self._root / "data").mkdir()
+
+    def add(self, entry: Entry, image: ImageInfo | None) -> None:
+        if image is None:
+            raise ImageError(
+                "--format hf needs the photo, and it is not among the images given (--images)"
+            )
+        top = max(entry.inst2class)
+        if top > MAX_CHANNEL_ID:
+            raise ImageError(
+                f"instance id {top} does not fit the 8-bit instance channel of --format hf's "
+                f"annotation PNG (ids 1..{MAX_CHANNEL_ID}); write --format coco-panoptic or "
+                "pickle, which have no such limit"
+            )
+        photo, suffix = displayed_photo(image, self._orientation)
+        split = self._splits[split_of(entry.key, self._fractions, self._seed)]
+        mask = entry.panoptic_mask.copy()  # the entry's mask is reused by the next conversion
+        row = {
+            "image": {"bytes": photo, "path": PurePosixPath(entry.key).stem + suffix},
+            "semantic_class_to_id": self._labels,
+            "image_name": entry.key,
+            "task_id": entry.meta.get("task_id"),
+            "inst2class": [{"instance_id": i, "class_id": c} for i, c in entry.inst2class.items()],
+            "id2label": {str(i): label for i, label in self._id2label.items()},
+        }
+        inst2class = dict(entry.inst2class)
+        self._work.submit(lambda: self._encode(split, row, mask, inst2class))
+
+    def _encode(
+        self, split: _Split, row: dict[str, Any], mask: npt.NDArray[Any], inst2class: dict[int, int]
+    ) -> None:
+        lut = self._lut.copy()
+        lut[list(inst2class)] = list(inst2class.values())
+        png = encode_annotation(mask, lut)
+        row["annotation"] = {"bytes": png, "path": PurePosixPath(row["image_name"]).stem + ".png"}
+        stats = segment_stats(mask)
+        for seg, area in zip(stats.ids.tolist(), stats.areas.tolist(), strict=True):
+            split.pixels[inst2class[seg]] = split.pixels.get(inst2class[seg], 0) + area
+        split.rows.append(row)
+        split.count += 1
+        split.buffered += len(png) + len(row["image"]["bytes"])
+        if split.buffered >= _ROW_GROUP_BYTES:
+            self._flush(split)
+
+    def _flush(self, split: _Split) -> None:
+        if not split.rows:
+            return
+        if split.writer is None:
+            path = self._root / "data" / f"{split.name}-{len(split.shards):05d}.partial"
+            split.shards.append(path)
+            split.writer = pq.ParquetWriter(
+                path,
+                self._schema,
+                compression="none",
+                use_dictionary=False,
+                write_statistics=["image_name", "task_id"],
+            )  # fmt: skip  (the image bytes are compressed already; no min/max of photos)
+        split.writer.write_table(pa.Table.from_pylist(split.rows, schema=self._schema))
+        split.shard_bytes += split.buffered
+        split.rows, split.buffered = [], 0
+        if split.shard_bytes >= self._shard_bytes:
+            split.writer.close()
+            split.writer, split.shard_bytes = None, 0
+
+    def _close(self) -> None:
+        for split in self._splits.values():
+            if split.writer is not None:
+                split.writer.close()
+                split.writer = None
+
+    def _finish(self) -> None:
+        for split in self._splits.values():
+            self._flush(split)
+            if split.writer is not None:
+                split.writer.close()
+                split.writer = None
+            if not split.shards and split.name == DEFAULT_SPLIT:  # an empty, loadable train
+                split.shards.append(self._root / "data" / f"{split.name}-00000.partial")
+                pq.write_table(self._schema.empty_table(), split.shards[0])
+            total = len(split.shards)
+            for n, path in enumerate(split.shards):
+                path.rename(path.with_name(f"{split.name}-{n:05d}-of-{total:05d}.parquet"))
+        used = [s for s in self._splits.values() if s.shards]
+        text = dataset_card(self._id2label, {s.name: (s.count, s.pixels) for s in used})
+        (self._root / "README.md").write_text(text, encoding="utf-8")
+
+
+def dataset_card(
+    id2label: Mapping[int, str], splits: Mapping[str, tuple[int, Mapping[int, int]]]
+) -> str:
+    """The folder's README.md: YAML ``configs`` for ``load_dataset``, then id2label, images
+    per split and each class's share of the pixels."""
+    yaml = ["---", "task_categories:", "- image-segmentation", "configs:",
+            "- config_name: default", "  data_files:"]  # fmt: skip
+    for name in splits:
+        yaml += [f"  - split: {name}", f"    path: data/{name}-*"]
+    total: dict[int, int] = {}
+    for _count, pixels in splits.values():
+        for class_id, n in pixels.items():
+            total[class_id] = total.get(class_id, 0) + n
+    all_pixels = sum(total.values()) or 1
+    body = [
+        "---", "", "# Panoptic segmentation ground truth (ls-panoptic)", "",
+        "Written by `ls-panoptic convert --format hf` from a Label Studio project. Columns: "
+        "`image`, `annotation` (PNG: channel 0 class id, channel 1 instance id, channel 2 "
+        "zero), `semantic_class_to_id`, `image_name`, `task_id`, `inst2class`, `id2label`.", "",
+        "| split | images |", "| --- | --- |",
+        *(f"| {name} | {count} |" for name, (count, _px) in splits.items()), "",
+        "| class id | label | share of pixels |", "| --- | --- | --- |",
+        *(f"| {i} | {label} | {100 * total.get(i, 0) / all_pixels:.2f}% |"
+          for i, label in sorted(id2label.items())), "",
+        "id2label:", "", "```json",
+        json.dumps({str(i): label for i, label in sorted(id2label.items())}), "```", "",
+    ]  # fmt: skip
+    return "\n".join(yaml + body)
+
+
+def read_hf_dataset(
+    folder: Path,
+) -> tuple[dict[int, str], Iterator[tuple[str, dict[str, Any]]]]:
+    """``id2label`` and the entries of a dataset folder written by :class:`HFDatasetWriter`,
+    one at a time: ``(image key, {"panoptic_mask": uint32, "inst2class"})``, split by split
+    (sorted by name), shard by shard, in the order written.
+
+    Raises:
+        SnapshotError: no ``data/*.parquet`` in ``folder``.
+    """
+    shards = sorted((Path(folder) / "data").glob("*.parquet"))
+    if not shards:
+        raise SnapshotError(f"{folder}: no data/*.parquet (not a --format hf dataset)")
+    schema = pq.read_schema(shards[0])
+    id2label_type = schema.field("id2label").type
+    id2label = {int(id2label_type.field(n).name): "" for n in range(id2label_type.num_fields)}
+    first = pq.ParquetFile(shards[0])
+    if first.metadata.num_rows:
+        row = first.read_row_group(0, columns=["id2label"]).to_pylist()[0]["id2label"]
+        id2label = {int(k): v for k, v in row.items()}
+    return id2label, _hf_entries(shards)
+
+
+def _hf_entries(shards: list[Path]) -> Iterator[tuple[str, dict[str, Any]]]:
+    columns = ["image_name", "annotation", "inst2class"]
+    for shard in shards:
+        for batch in pq.ParquetFile(shard).iter_batches(batch_size=1, columns=columns):
+            for row in batch.to_pylist():
+                png = np.frombuffer(row["annotation"]["bytes"], dtype=np.uint8)
+                bgr = cv2.imdecode(png, cv2.IMREAD_UNCHANGED)
+                if bgr is None:
+                    raise SnapshotError(f"{shard}: {row['image_name']}: unreadable annotation")
+                mask = np.ascontiguousarray(bgr[:, :, 1], dtype=np.uint32)
+                inst2class = {p["instance_id"]: p["class_id"] for p in row["inst2class"]}
+                yield row["image_name"], {"panoptic_mask": mask, "inst2class": inst2class}
