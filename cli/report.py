@@ -24,6 +24,7 @@ __all__ = [
     "print_labels",
     "print_report",
     "progress_callback",
+    "task_progress",
     "with_remedy",
 ]
 
@@ -47,11 +48,19 @@ _MAX_LISTED = 20
 @contextmanager
 def progress_callback(total: int, enabled: bool = True) -> Iterator[Callable[[Outcome], None]]:
     """A progress bar over ``total`` tasks; yields the per-outcome callback."""
+    with task_progress(total, "converting", enabled) as advance:
+        yield lambda outcome: advance(outcome.failure is not None)
+
+
+@contextmanager
+def task_progress(total: int, verb: str, enabled: bool = True) -> Iterator[Callable[[bool], None]]:
+    """A progress bar over ``total`` tasks (``verb``: ``converting``...); yields the callback
+    called once per task with whether it failed."""
     if not enabled or total == 0:
-        yield lambda _outcome: None
+        yield lambda _failed: None
         return
     columns = (
-        TextColumn("converting"),
+        TextColumn(verb),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.fields[failed]} failed"),
@@ -61,9 +70,9 @@ def progress_callback(total: int, enabled: bool = True) -> Iterator[Callable[[Ou
         bar = progress.add_task("convert", total=total, failed=0)
         failed = 0
 
-        def advance(outcome: Outcome) -> None:
+        def advance(task_failed: bool) -> None:
             nonlocal failed
-            failed += outcome.failure is not None
+            failed += task_failed
             progress.update(bar, advance=1, failed=failed)
 
         yield advance

@@ -156,9 +156,15 @@ def _layers(regions: Sequence[Region], ctx: _Context) -> list[Layer]:
     return layers
 
 
+def _check_readable(task: Task) -> None:
+    if task.problem is not None:
+        raise ImageError(task.problem, task_id=task.id)
+
+
 @dataclass
 class Conversion:
-    """The conversion of one task's selected ``annotation`` (made by :meth:`of`): its result
+    """The conversion of one task's selected ``annotation`` (made by :meth:`of`, or by
+    :meth:`of_annotation` for an annotation chosen by the caller): its result
     is parsed once, on first need, for :meth:`needs_image` and :meth:`run` alike."""
 
     task: Task
@@ -173,10 +179,22 @@ class Conversion:
             ImageError: the task as exported cannot be read (``task.problem``).
             ValueError: the annotation policy is unusable.
         """
-        if task.problem is not None:
-            raise ImageError(task.problem, task_id=task.id)
+        _check_readable(task)
         annotation = select_annotation(task, options.annotation, options.use_predictions)
         return None if annotation is None else cls(task, annotation, options)
+
+    @classmethod
+    def of_annotation(
+        cls, task: Task, annotation: Annotation, options: ConvertOptions
+    ) -> Conversion:
+        """The conversion of this ``annotation`` (or prediction) of ``task``, whatever
+        ``options.annotation`` would select (the agreement converts each one it compares).
+
+        Raises:
+            ImageError: the task as exported cannot be read (``task.problem``).
+        """
+        _check_readable(task)
+        return cls(task, annotation, options)
 
     @cached_property
     def parsed(self) -> ParsedResult:
