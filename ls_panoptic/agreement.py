@@ -24,20 +24,21 @@ Definitions (Kirillov et al., "Panoptic Segmentation", CVPR 2019; the numbers to
   ``stuff`` over stuff classes, background included; ``None`` when no such class is present.
 - Symmetry: swapping ``a`` and ``b`` swaps FP with FN and leaves PQ, SQ and RQ unchanged.
 
-Computation: one joint histogram of ``(id_a, id_b)`` pixel pairs (``cv2.calcHist`` over 8-bit
-ids when both masks have at most 255 ids, else ``np.bincount`` of combined ids); everything else
-works on that small matrix, never again on pixels.
+Computation: one joint histogram of ``(id_a, id_b)`` pixel pairs
+(:mod:`ls_panoptic.joint_histogram`); everything else works on that small matrix, never again
+on pixels.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import cv2
 import numpy as np
 import numpy.typing as npt
+
+from .joint_histogram import joint_histogram, pair_histograms
 
 __all__ = [
     "ClassCounts",
@@ -45,12 +46,11 @@ __all__ = [
     "Quality",
     "Segments",
     "average",
-    "joint_histogram",
+    "pairwise_quality",
     "panoptic_quality",
 ]
 
 VOID = 0
-_EXACT_FLOAT32 = 1 << 24  # calcHist counts in float32: exact below this many pixels per band
 _MATCH_IOU = 0.5
 
 
@@ -161,25 +161,6 @@ class Segments:
         return cls(np.ascontiguousarray(ids), classes)
 
 
-def joint_histogram(a: npt.NDArray[Any], b: npt.NDArray[Any], na: int, nb: int) -> npt.NDArray[Any]:
-    """``h[i, j]``: pixels with id ``i`` in ``a`` and ``j`` in ``b``; ``int64`` ``(na, nb)``.
-
-    ``a`` and ``b`` are id masks of one shape with ids below ``na`` and ``nb``.
-    """
-    if a.shape != b.shape:
-        raise ValueError(f"masks differ in shape: {a.shape} and {b.shape}")
-    if a.dtype == np.uint8 and b.dtype == np.uint8:
-        hist = np.zeros((na, nb), dtype=np.int64)
-        rows = max(1, _EXACT_FLOAT32 // max(1, a.shape[1]))
-        for top in range(0, a.shape[0], rows):
-            band = [a[top : top + rows], b[top : top + rows]]
-            counts = cv2.calcHist(band, [0, 1], None, [na, nb], [0, na, 0, nb])
-            hist += counts.astype(np.int64)
-        return hist
-    combined = a.astype(np.int64).ravel() * nb + b.ravel()
-    return np.bincount(combined, minlength=na * nb).reshape(na, nb)
-
-
 def _merge_stuff(classes: npt.NDArray[np.int64], stuff: Collection[int]) -> npt.NDArray[Any]:
     """Segment index of each id: 0 for void, one index per stuff class, one per other id."""
     segment = np.zeros(len(classes), dtype=np.intp)
@@ -228,9 +209,30 @@ def panoptic_quality(a: Segments, b: Segments, stuff: Collection[int]) -> PairQu
     """PQ between ``a`` and ``b`` (module docstring); ``stuff``: stuff class ids.
 
     Raises:
-        ValueError: the masks differ in shape, or neither holds a segment.
+        ValueError: the masks differ in shape, an id has no class, or neither mask holds a
+            segment.
     """
     hist = joint_histogram(a.ids, b.ids, len(a.classes), len(b.classes))
+    return _from_histogram(hist, a, b, stuff)
+
+
+def pairwise_quality(
+    segments: Sequence[Segments], pairs: Sequence[tuple[int, int]], stuff: Collection[int]
+) -> list[PairQuality]:
+    """:func:`panoptic_quality` of each pair ``(i, j)`` of ``segments``, in order; three masks'
+    pairs take one pass over the pixels (:func:`~ls_panoptic.joint_histogram.pair_histograms`).
+
+    Raises:
+        ValueError: as :func:`panoptic_quality`, for the first pair that fails.
+    """
+    sizes = [len(s.classes) for s in segments]
+    hists = pair_histograms([s.ids for s in segments], sizes, pairs)
+    return [_from_histogram(hists[(i, j)], segments[i], segments[j], stuff) for i, j in pairs]
+
+
+def _from_histogram(
+    hist: npt.NDArray[Any], a: Segments, b: Segments, stuff: Collection[int]
+) -> PairQuality:
     _check_classified(hist, a.classes, b.classes)
     seg_a, seg_b = _merge_stuff(a.classes, stuff), _merge_stuff(b.classes, stuff)
     table = _segment_table(hist, seg_a, seg_b)

@@ -11,9 +11,10 @@ from ls_panoptic.agreement import (
     ClassCounts,
     Segments,
     average,
-    joint_histogram,
+    pairwise_quality,
     panoptic_quality,
 )
+from ls_panoptic.joint_histogram import MAX_JOINT_BINS, joint_histogram, pair_histograms
 
 BG, LEAF, STEM = 2, 0, 1  # background is the last class, as the conversion appends it
 STUFF = frozenset({BG})
@@ -157,6 +158,29 @@ def test_joint_histogram_paths_agree() -> None:
     fast = joint_histogram(a, b, 200, 90)
     slow = joint_histogram(a.astype(np.uint32), b.astype(np.uint32), 200, 90)
     assert fast.dtype == np.int64 and (fast == slow).all() and fast.sum() == a.size
+
+
+def test_three_masks_are_counted_in_one_pass_with_the_same_counts() -> None:
+    rng = np.random.default_rng(5)
+    masks = [rng.integers(0, n, (70, 90)).astype(np.uint8) for n in (40, 60, 30)]
+    sizes = [40, 60, 30]
+    pairs = [(0, 1), (2, 0), (1, 2)]
+    together = pair_histograms(masks, sizes, pairs)
+    for i, j in pairs:
+        assert (together[(i, j)] == joint_histogram(masks[i], masks[j], sizes[i], sizes[j])).all()
+    assert MAX_JOINT_BINS >= 40 * 60 * 30
+
+
+def test_pairwise_quality_equals_pair_by_pair() -> None:
+    rng = np.random.default_rng(8)
+    classes = {1: BG, 2: LEAF, 3: LEAF, 4: STEM}
+    segments = [
+        Segments.of(rng.integers(1, 5, (30, 40)).astype(np.uint32), classes) for _ in range(4)
+    ]
+    pairs = [(0, 1), (0, 2), (1, 2)]
+    expected = [panoptic_quality(segments[i], segments[j], STUFF) for i, j in pairs]
+    assert pairwise_quality(segments, pairs, STUFF) == expected
+    assert pairwise_quality(segments, [(0, 3), (1, 3), (2, 3), (0, 1)], STUFF)[3] == expected[0]
 
 
 def test_more_than_255_ids_take_the_wide_path() -> None:
