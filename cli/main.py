@@ -15,6 +15,9 @@ COMMANDS: dict[str, LazyCommand] = {
     "convert": LazyCommand(
         "cli.convert:convert", "Convert a Label Studio JSON export into a panoptic pickle."
     ),
+    "agreement": LazyCommand(
+        "cli.agreement:agreement", "Panoptic quality between the annotations of each task."
+    ),
     "demo": LazyCommand(
         "cli.demo:demo", "Generate a synthetic project and convert it (batch only)."
     ),
