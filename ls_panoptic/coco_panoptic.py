@@ -5,7 +5,8 @@ Layout of the output folder::
 
     annotations/panoptic_<split>.json       one per split (``train``, and ``--split`` names)
     annotations/panoptic_<split>/<stem>.png  one segment-id PNG per image
-    images/<split>/<image key>              the photo, in the mask's frame (``--copy-images``)
+    images/<split>/<image key>              the photo, in the mask's frame (``--copy-images``;
+                                            without it the folders are there, empty)
     ls-panoptic.meta.json                   the sidecar (id2label, provenance, failures)
 
 ``panoptic_<split>.json``::
@@ -63,7 +64,9 @@ _PNG_FAST = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE
 def encode_segment_png(mask: npt.NDArray[Any]) -> bytes:
     """``(height, width)`` ids (below 2^24) -> PNG bytes, RGB with id = R + 256 G + 256^2 B."""
     ids = np.ascontiguousarray(mask, dtype="<u4")
-    bgr = np.ascontiguousarray(ids.view(np.uint8).reshape(*ids.shape, 4)[:, :, 2::-1])
+    rgba = ids.view(np.uint8).reshape(*ids.shape, 4)  # little-endian: R, G, B, (A = 0)
+    # one SIMD pass (~10 ms at 12 MP, where numpy's strided copy took ~60 ms); cv2 writes BGR
+    bgr = cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGR)
     ok, png = cv2.imencode(".png", bgr, _PNG_FAST)
     if not ok:
         raise SnapshotError("PNG encoding failed")
@@ -73,11 +76,12 @@ def encode_segment_png(mask: npt.NDArray[Any]) -> bytes:
 def decode_segment_png(data: bytes) -> npt.NDArray[np.uint32]:
     """The inverse of :func:`encode_segment_png`: ``uint32`` ``(height, width)``."""
     bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
-    if bgr is None or bgr.ndim != 3:
+    if bgr is None or bgr.ndim != 3 or bgr.shape[2] != 3:
         raise ValueError("not an RGB segment PNG")
-    out = np.zeros(bgr.shape[:2], dtype=np.uint32)
-    out.view(np.uint8).reshape(*bgr.shape[:2], 4)[:, :, :3] = bgr[:, :, 2::-1]
-    return out
+    rgba = np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGBA))
+    ids = rgba.view("<u4").reshape(bgr.shape[:2])
+    ids &= 0xFFFFFF  # cvtColor sets alpha to 255
+    return ids.astype(np.uint32, copy=False)
 
 
 def _color(class_id: int) -> list[int]:
@@ -198,6 +202,8 @@ class CocoPanopticWriter(FolderWriter):
                 json.dumps(body, separators=(",", ":")).encode(),
             )
             (self._root / "annotations" / f"panoptic_{split}").mkdir(exist_ok=True)
+            # Datumaro's importer wants the folder even when the photos are not copied
+            (self._root / "images" / split).mkdir(parents=True, exist_ok=True)
 
 
 def read_coco_panoptic(
