@@ -45,10 +45,11 @@ redis:
 chromium:
 	bash .ci/install-chromium
 
-## Benchmarks: project vs naive baseline, and RLE decoders (prints ratios; no pass/fail).
+## Benchmarks: project vs naive baseline, RLE decoders, CLI start-up (prints ratios; no pass/fail).
 bench: setup-test
 	$(BIN)/python bench/convert_bench.py
 	$(BIN)/python bench/rle_bench.py
+	$(BIN)/python bench/startup_bench.py
 
 lint: setup-test
 	$(BIN)/ruff check .

@@ -28,7 +28,7 @@ COMMANDS: dict[str, LazyCommand] = {
         "cli.worker_cmd:worker", "Run a worker: convert changed tasks and store their entries."
     ),
     "connect": LazyCommand(
-        "cli.connect:connect", "Register the project's webhook in Label Studio and check delivery."
+        "cli.connect:connect", "Register the project's webhook in Label Studio; check delivery."
     ),
     "resync": LazyCommand(
         "cli.store_cmds:resync", "Sync the store with a Label Studio project and repair it."
