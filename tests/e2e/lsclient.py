@@ -7,7 +7,10 @@ Endpoints (all with ``Authorization: Token <token>``):
 - ``GET  /api/tasks?project=<id>`` -> ``{"tasks": [...]}``; ``data.image`` is
   ``/data/upload/<project id>/<8 hex>-<file name>``
 - ``POST /api/tasks/<id>/annotations/`` ``{"result", "was_cancelled", ...}`` -> annotation
-- ``PATCH /api/annotations/<id>/`` ``{"result"}``: bumps ``updated_at``
+- ``PATCH /api/annotations/<id>/`` ``{"result"}``: bumps ``updated_at``; ``{"ground_truth": true}``
+- ``POST /api/users/`` ``{"email", "username", "password"}`` -> a user of no organization; an
+  annotation posted with ``"completed_by": <its id>`` keeps that id (exports say so)
+- ``POST /api/predictions/`` ``{"task", "result", "model_version"}`` -> prediction
 - ``GET  /api/projects/<id>/export?exportType=JSON|JSON_MIN&download_all_tasks=true`` -> the file
 - ``POST /api/projects/<id>/import`` JSON ``[{"data": {...}, "annotations": [...]}]``: tasks (with
   annotations, firing TASKS_CREATED only)
@@ -80,13 +83,44 @@ class LabelStudioClient:
         return tasks
 
     def create_annotation(
-        self, task_id: int, result: list[dict[str, Any]], *, was_cancelled: bool = False
+        self,
+        task_id: int,
+        result: list[dict[str, Any]],
+        *,
+        was_cancelled: bool = False,
+        completed_by: int | None = None,
     ) -> dict[str, Any]:
-        body = {"result": result, "was_cancelled": was_cancelled, "ground_truth": False}
+        """``completed_by``: another user's id (kept as given; the token's user by default)."""
+        body: dict[str, Any] = {"result": result, "was_cancelled": was_cancelled,
+                                "ground_truth": False}  # fmt: skip
+        if completed_by is not None:
+            body["completed_by"] = completed_by
         annotation: dict[str, Any] = self._json(
             "POST", f"/api/tasks/{task_id}/annotations/", json=body
         )
         return annotation
+
+    def current_user_id(self) -> int:
+        """The id of the token's user (``GET /api/current-user/whoami``)."""
+        return int(self._json("GET", "/api/current-user/whoami")["id"])
+
+    def create_user(self, email: str) -> int:
+        """A new user's id. Made by ``POST /api/users/``, it belongs to no organization."""
+        body = {"email": email, "username": email.split("@")[0], "password": "e2e-password-1"}
+        return int(self._json("POST", "/api/users/", json=body)["id"])
+
+    def mark_ground_truth(self, annotation_id: int) -> dict[str, Any]:
+        annotation: dict[str, Any] = self._json(
+            "PATCH", f"/api/annotations/{annotation_id}/", json={"ground_truth": True}
+        )
+        return annotation
+
+    def create_prediction(
+        self, task_id: int, result: list[dict[str, Any]], model_version: str
+    ) -> dict[str, Any]:
+        body = {"task": task_id, "result": result, "model_version": model_version}
+        prediction: dict[str, Any] = self._json("POST", "/api/predictions/", json=body)
+        return prediction
 
     def update_annotation(self, annotation_id: int, result: list[dict[str, Any]]) -> dict[str, Any]:
         annotation: dict[str, Any] = self._json(
