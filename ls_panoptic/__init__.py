@@ -6,6 +6,7 @@ Pure conversion (numpy, Pillow, OpenCV): no Flask, Redis, HTTP or environment va
 >>> tasks, _format = read_export(Path("export.json"))                       # doctest: +SKIP
 >>> labels = labelset_from_config(Path("config.xml").read_text())           # doctest: +SKIP
 >>> convert_tasks(tasks, Path("gt.pkl"), labels, ConvertOptions())          # doctest: +SKIP
+>>> entries = open_snapshot("gt.pkl").items()   # lazily; or hf / coco  # doctest: +SKIP
 """
 
 from .batch import BatchReport, convert_tasks
@@ -14,6 +15,7 @@ from .errors import ImageError, PanopticError, RegionError
 from .export import parse_export, read_export
 from .labels import LabelSet, labelset_from_config, labelset_from_labels, load_mapping_file
 from .model import ConvertOptions, Entry, Task
+from .reading import Snapshot, open_snapshot
 from .snapshot import SnapshotWriter, write_snapshot
 
 __all__ = [
@@ -24,6 +26,7 @@ __all__ = [
     "LabelSet",
     "PanopticError",
     "RegionError",
+    "Snapshot",
     "SnapshotWriter",
     "Task",
     "convert_task",
@@ -31,6 +34,7 @@ __all__ = [
     "labelset_from_config",
     "labelset_from_labels",
     "load_mapping_file",
+    "open_snapshot",
     "parse_export",
     "read_export",
     "write_snapshot",

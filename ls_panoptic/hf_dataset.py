@@ -46,18 +46,18 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .coco_panoptic import encode_png
 from .errors import ImageError, SnapshotError
 from .images import ImageInfo
 from .model import Entry, Orientation
 from .segments import displayed_photo, segment_stats
 from .writers import DEFAULT_SPLIT, FolderWriter, split_of
 
-__all__ = ["MAX_CHANNEL_ID", "HFDatasetWriter", "read_hf_dataset"]
+__all__ = ["MAX_CHANNEL_ID", "HFDatasetWriter", "annotation_bgr", "read_hf_dataset"]
 
 MAX_CHANNEL_ID = 255
 SHARD_BYTES = 500 * 2**20  # the Hub's advice: shards of a few hundred MB
 _ROW_GROUP_BYTES = 16 * 2**20  # a 12 MP photo and mask make one row group
-_PNG_FAST = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE]
 _VALUE = {
     "int64": {"dtype": "int64", "_type": "Value"},
     "str": {"dtype": "string", "_type": "Value"},
@@ -95,14 +95,11 @@ def _schema(id2label: Mapping[int, str]) -> pa.Schema:
     )
 
 
-def encode_annotation(mask: npt.NDArray[Any], lut: npt.NDArray[np.uint8]) -> bytes:
-    """Ids ``<= 255`` -> the example's annotation PNG: R class (``lut[id]``), G id, B 0."""
-    ids = mask.astype(np.uint8)
-    bgr = cv2.merge([np.zeros_like(ids), ids, cv2.LUT(ids, lut)])
-    ok, png = cv2.imencode(".png", bgr, _PNG_FAST)
-    if not ok:
-        raise SnapshotError("PNG encoding failed")
-    return png.tobytes()
+def annotation_bgr(
+    ids: npt.NDArray[np.uint8], classes: npt.NDArray[np.uint8]
+) -> npt.NDArray[np.uint8]:
+    """The example's annotation as cv2 writes it: R class id, G instance id, B 0."""
+    return cv2.merge([np.zeros_like(ids), ids, classes])  # type: ignore[return-value]
 
 
 @dataclass
@@ -146,7 +143,6 @@ class HFDatasetWriter(FolderWriter):
         super().__init__(folder)
         self._id2label = dict(id2label)
         self._schema = _schema(id2label)
-        self._lut = np.zeros(256, dtype=np.uint8)
         self._labels = {label: i for i, label in sorted(id2label.items())}
         self._splits = {name: _Split(name) for name in [DEFAULT_SPLIT, *(splits or {})]}
         self._fractions, self._seed = dict(splits or {}), seed
@@ -169,7 +165,15 @@ class HFDatasetWriter(FolderWriter):
             )
         photo, suffix = displayed_photo(image, self._orientation)
         split = self._splits[split_of(entry.key, self._fractions, self._seed)]
-        mask = entry.panoptic_mask.copy()  # the entry's mask is reused by the next conversion
+        # 8-bit copies (the next conversion reuses the entry's mask): ids, and classes by id
+        ids = entry.panoptic_mask.astype(np.uint8)
+        lut = np.zeros(256, dtype=np.uint8)
+        lut[list(entry.inst2class)] = list(entry.inst2class.values())
+        classes: npt.NDArray[np.uint8] = cv2.LUT(ids, lut)  # type: ignore[assignment]
+        stats = segment_stats(ids)
+        pixels = dict.fromkeys(entry.inst2class.values(), 0)
+        for seg, area in zip(stats.ids.tolist(), stats.areas.tolist(), strict=True):
+            pixels[entry.inst2class[seg]] += area
         row = {
             "image": {"bytes": photo, "path": PurePosixPath(entry.key).stem + suffix},
             "semantic_class_to_id": self._labels,
@@ -178,19 +182,20 @@ class HFDatasetWriter(FolderWriter):
             "inst2class": [{"instance_id": i, "class_id": c} for i, c in entry.inst2class.items()],
             "id2label": {str(i): label for i, label in self._id2label.items()},
         }
-        inst2class = dict(entry.inst2class)
-        self._work.submit(lambda: self._encode(split, row, mask, inst2class))
+        self._work.submit(lambda: self._encode(split, row, ids, classes, pixels))
 
     def _encode(
-        self, split: _Split, row: dict[str, Any], mask: npt.NDArray[Any], inst2class: dict[int, int]
+        self,
+        split: _Split,
+        row: dict[str, Any],
+        ids: npt.NDArray[np.uint8],
+        classes: npt.NDArray[np.uint8],
+        pixels: dict[int, int],
     ) -> None:
-        lut = self._lut.copy()
-        lut[list(inst2class)] = list(inst2class.values())
-        png = encode_annotation(mask, lut)
+        png = encode_png(annotation_bgr(ids, classes))
         row["annotation"] = {"bytes": png, "path": PurePosixPath(row["image_name"]).stem + ".png"}
-        stats = segment_stats(mask)
-        for seg, area in zip(stats.ids.tolist(), stats.areas.tolist(), strict=True):
-            split.pixels[inst2class[seg]] = split.pixels.get(inst2class[seg], 0) + area
+        for class_id, area in pixels.items():
+            split.pixels[class_id] = split.pixels.get(class_id, 0) + area
         split.rows.append(row)
         split.count += 1
         split.buffered += len(png) + len(row["image"]["bytes"])
