@@ -50,6 +50,7 @@ bench: setup-test
 	$(BIN)/python bench/convert_bench.py
 	$(BIN)/python bench/rle_bench.py
 	$(BIN)/python bench/startup_bench.py
+	$(BIN)/python bench/agreement_bench.py
 
 lint: setup-test
 	$(BIN)/ruff check .
