@@ -21,12 +21,23 @@ from ls_panoptic.model import ConvertOptions, Task
 from ls_panoptic.parse import region_labels
 
 from .agreement_output import AgreementRun, print_csv, print_failures, print_json, print_table
-from .convert import UsageProblem, _annotation_policy, _image_index, _label_set, _load_tasks
+from .convert import (
+    UsageProblem,
+    _annotation_policy,
+    _image_index,
+    _label_set,
+    _load_tasks,
+    convert,
+)
 from .report import print_labels, task_progress
 
 __all__ = ["agreement"]
 
 EXIT_OK, EXIT_FAILED = 0, 1
+#: options of ``convert`` that shape the masks (or find the images and classes), taken as they are
+CONVERSION_OPTIONS = (
+    "images", "label_config", "id2label", "stuff", "overlap", "brush_threshold", "unknown_labels",
+)  # fmt: skip
 
 
 def _labels(
@@ -49,24 +60,20 @@ def _min_pq(_ctx: click.Context, _param: click.Parameter, value: float | None) -
     return value
 
 
+def _with_convert_options(command: click.Command) -> click.Command:
+    """Add ``convert``'s own options of the conversion (:data:`CONVERSION_OPTIONS`): the
+    masks compared are the ones ``convert`` writes with the same options."""
+    by_name = {param.name: param for param in convert.params}
+    missing = [name for name in CONVERSION_OPTIONS if name not in by_name]
+    if missing:
+        raise RuntimeError(f"convert has no option {missing}")
+    command.params[1:1] = [by_name[name] for name in CONVERSION_OPTIONS]
+    return command
+
+
+@_with_convert_options
 @click.command()
 @click.argument("export", metavar="EXPORT")
-@click.option(
-    "--images",
-    type=click.Path(exists=True, path_type=Path),
-    help="Folder of the images (searched recursively), or a text file listing image paths. "
-    "Gives sizes and EXIF orientation, and limits the comparison to these images.",
-)
-@click.option(
-    "--label-config",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="The project's labeling config XML: class ids in label order.",
-)
-@click.option(
-    "--id2label",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help='JSON mapping that pins class ids, e.g. {"0": "wall", "1": "building"}.',
-)
 @click.option(
     "--against",
     type=click.Choice(AGAINST),
@@ -83,34 +90,6 @@ def _min_pq(_ctx: click.Context, _param: click.Parameter, value: float | None) -
     callback=_annotation_policy,
     help="With --against predictions, the annotation predictions are compared with: "
     "latest, ground-truth or annotator:<user id>.",
-)
-@click.option(
-    "--stuff",
-    multiple=True,
-    metavar="LABEL",
-    help="Label whose regions form one segment per image (repeatable), as for convert. "
-    "Background is always stuff.",
-)
-@click.option(
-    "--overlap",
-    type=click.Choice(["last", "first", "smallest"]),
-    default="last",
-    show_default=True,
-    help="Which region is on top where regions overlap, as for convert.",
-)
-@click.option(
-    "--brush-threshold",
-    type=click.IntRange(1, 255),
-    default=128,
-    show_default=True,
-    help="Alpha at or above which an anti-aliased brush/bitmask pixel counts.",
-)
-@click.option(
-    "--unknown-labels",
-    type=click.Choice(["error", "skip"]),
-    default="error",
-    show_default=True,
-    help="A label outside the label set fails its annotation, or is skipped.",
 )
 @click.option(
     "--min-pq",
@@ -142,6 +121,9 @@ def agreement(
     """Panoptic quality (PQ = SQ x RQ, Kirillov et al. 2019) between the annotations of each
     task of a Label Studio EXPORT (JSON or JSON_MIN file, or - for stdin): per pair, task,
     annotator pair, annotator and class, worst first.
+
+    The options from --images to --unknown-labels are convert's own, so the masks compared are
+    the ones convert writes; where they say an image fails, here the annotation fails.
 
     \b
     Exit status: 0 all compared; 1 some annotations failed to convert (the others are
