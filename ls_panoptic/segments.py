@@ -9,7 +9,7 @@ segment would cost ~5 ms each.
 bytes when the frames agree (no decoding, no loss), else the pixels turned as the mask is
 (EXIF applied, :mod:`ls_panoptic.orientation`) and re-encoded in the file's format (JPEG at
 quality 95: the photo is not the ground truth; PNG and others losslessly), without an EXIF
-orientation tag, so no reader turns it twice.
+orientation tag, so no reader turns it again.
 """
 
 from __future__ import annotations
@@ -78,19 +78,23 @@ def segment_stats(mask: npt.NDArray[Any]) -> SegmentStats:
 def displayed_photo(image: ImageInfo, orientation: Orientation) -> tuple[bytes, str]:
     """The photo's encoded bytes in its mask's frame, and its format's file suffix (``.jpg``).
 
-    ``orientation``: the conversion's (``display``: as the browser shows the image; ``file``:
-    the stored pixel grid, the file's bytes as they are).
+    ``orientation``: the conversion's (``display``: as the browser shows the image, EXIF
+    applied; ``file``: the stored pixel grid). A photo with an EXIF orientation other than 1 is
+    always re-encoded without the tag: readers such as ``datasets`` turn a tagged photo on
+    decoding, which would take a ``file``-frame photo away from its mask.
 
     Raises:
         ImageError: the file cannot be read.
     """
     try:
         data = image.path.read_bytes()
-        if orientation == "file" or image.orientation == 1:
+        if image.orientation == 1:
             return data, _suffix(image)
         with Image.open(io.BytesIO(data)) as img:
             fmt = img.format or "PNG"
-            pixels = to_display_frame(np.asarray(img), image.orientation)
+            pixels = np.asarray(img)
+        if orientation == "display":
+            pixels = to_display_frame(pixels, image.orientation)
         out = io.BytesIO()
         if fmt == "JPEG":
             Image.fromarray(pixels).save(out, format="JPEG", quality=_JPEG_QUALITY)

@@ -85,3 +85,27 @@ def test_open_snapshot_names_what_it_reads(tmp_path: Path) -> None:
 
     with pytest.raises(SnapshotError, match="not a snapshot pickle"):
         open_snapshot(tmp_path)
+
+
+@pytest.mark.parametrize("orientation", ["display", "file"])
+def test_a_rotated_photo_is_stored_in_its_masks_frame_untagged(
+    tmp_path: Path, orientation: str
+) -> None:
+    import io
+
+    from PIL import Image, ImageOps
+
+    from ls_panoptic.images import read_image_info
+    from ls_panoptic.segments import displayed_photo
+
+    stored = Image.new("RGB", (40, 30), (200, 10, 10))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # displayed turned 90 degrees clockwise: 30 wide, 40 high
+    stored.save(tmp_path / "r.jpg", format="JPEG", exif=exif)
+    info = read_image_info(tmp_path / "r.jpg")
+    data, suffix = displayed_photo(info, orientation)  # type: ignore[arg-type]
+    with Image.open(io.BytesIO(data)) as photo:
+        assert suffix == ".jpg" and photo.format == "JPEG"
+        assert photo.getexif().get(0x0112) is None
+        assert photo.size == ((30, 40) if orientation == "display" else (40, 30))
+        assert ImageOps.exif_transpose(photo).size == photo.size  # no reader turns it again
