@@ -141,9 +141,11 @@ def _segments(
     """Each annotation converted once, by ``id()``; failures go to ``out``."""
     key, labels, options, image = context
     converted: dict[int, Segments] = {}
+    tried: set[int] = set()
     for annotation in annotations:
-        if id(annotation) in converted:
+        if id(annotation) in tried:
             continue
+        tried.add(id(annotation))
         try:
             entry = Conversion.of_annotation(task, annotation, options).run(key, labels, image)
         except PanopticError as exc:
