@@ -29,10 +29,11 @@ import numpy as np
 import numpy.typing as npt
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from ls_panoptic.agreement import ClassCounts, Segments, average, pairwise_quality
+from ls_panoptic.agreement import Segments, pairwise_quality
 from ls_panoptic.convert import Conversion
 from ls_panoptic.labels import labelset_from_labels
 from ls_panoptic.model import ConvertOptions, Task
+from ls_panoptic.pq import ClassCounts, average
 from ls_panoptic.tasks import annotation_from_dict
 
 LABELS = labelset_from_labels(["leaf", "stem", "tomato"])

@@ -17,7 +17,7 @@ Definitions (Kirillov et al., "Panoptic Segmentation", CVPR 2019; the numbers to
   matches at most one other.
 - Per class ``c``: ``TP`` matched pairs, ``FP`` unmatched segments of ``a``, ``FN`` unmatched
   segments of ``b``; ``SQ = sum(IoU of matches) / TP`` (0 without a match), ``RQ = TP / (TP +
-  FP/2 + FN/2)``, ``PQ = SQ x RQ``.
+  FP/2 + FN/2)``, ``PQ = SQ x RQ`` (:mod:`ls_panoptic.pq`).
 - Averages: over the classes with ``TP + FP + FN > 0``; a class absent from both masks does not
   count (it has no quality to average). PQ, SQ and RQ are each averaged, so the average PQ is
   not in general the product of the average SQ and RQ. ``things`` averages over thing classes,
@@ -31,7 +31,7 @@ on pixels.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,78 +39,12 @@ import numpy as np
 import numpy.typing as npt
 
 from .joint_histogram import joint_histogram, pair_histograms
+from .pq import ClassCounts, Quality, average
 
-__all__ = [
-    "ClassCounts",
-    "PairQuality",
-    "Quality",
-    "Segments",
-    "average",
-    "pairwise_quality",
-    "panoptic_quality",
-]
+__all__ = ["PairQuality", "Segments", "pairwise_quality", "panoptic_quality"]
 
 VOID = 0
 _MATCH_IOU = 0.5
-
-
-@dataclass(frozen=True)
-class ClassCounts:
-    """One class's matching counts; they add up over pairs (a pooled, dataset-level PQ)."""
-
-    class_id: int
-    tp: int = 0
-    fp: int = 0
-    fn: int = 0
-    iou_sum: float = 0.0
-
-    def __add__(self, other: ClassCounts) -> ClassCounts:
-        if other.class_id != self.class_id:
-            raise ValueError(f"adding counts of classes {self.class_id} and {other.class_id}")
-        return ClassCounts(
-            self.class_id,
-            self.tp + other.tp,
-            self.fp + other.fp,
-            self.fn + other.fn,
-            self.iou_sum + other.iou_sum,
-        )
-
-    @property
-    def sq(self) -> float:
-        return self.iou_sum / self.tp if self.tp else 0.0
-
-    @property
-    def rq(self) -> float:
-        denominator = self.tp + 0.5 * self.fp + 0.5 * self.fn
-        return self.tp / denominator if denominator else 0.0
-
-    @property
-    def pq(self) -> float:
-        return self.sq * self.rq
-
-
-@dataclass(frozen=True)
-class Quality:
-    """PQ, SQ and RQ averaged over ``classes`` present classes."""
-
-    pq: float
-    sq: float
-    rq: float
-    classes: int
-
-
-def average(counts: Iterable[ClassCounts]) -> Quality | None:
-    """The mean PQ, SQ and RQ over classes with ``TP + FP + FN > 0``; ``None`` without one."""
-    present = [c for c in counts if c.tp + c.fp + c.fn > 0]
-    if not present:
-        return None
-    n = len(present)
-    return Quality(
-        pq=sum(c.pq for c in present) / n,
-        sq=sum(c.sq for c in present) / n,
-        rq=sum(c.rq for c in present) / n,
-        classes=n,
-    )
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .agreement import ClassCounts, PairQuality, Quality
+from .agreement import PairQuality
 from .comparisons import Comparison, Side
 from .labels import LabelSet
+from .pq import ClassCounts, Quality
 
 __all__ = [
     "CSV_FIELDS",

@@ -2,8 +2,9 @@
 
 The one pass over pixels of the agreement (:mod:`ls_panoptic.agreement`); everything after it
 works on the small ``(ids, ids)`` matrix. Masks whose ids fit in ``uint8`` are counted with
-``cv2.calcHist`` (3-8x faster than ``np.bincount`` at 12 MP on a 2-core machine;
-``bincount`` first widens every pixel to ``intp``), in bands of at most 2**24 pixels: calcHist counts in float32, exact below that.
+``cv2.calcHist`` (3-8x faster than ``np.bincount`` at 12 MP on a 2-core machine; ``bincount``
+first widens every pixel to ``intp``), in bands of at most 2**24 pixels: calcHist counts in
+float32, exact below that.
 Three 8-bit masks are counted in one pass, as a 3-d histogram whose sums over each axis are the
 three pairs' histograms: a pass costs about the same for three masks as for two.
 """

@@ -7,14 +7,9 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from ls_panoptic.agreement import (
-    ClassCounts,
-    Segments,
-    average,
-    pairwise_quality,
-    panoptic_quality,
-)
+from ls_panoptic.agreement import Segments, pairwise_quality, panoptic_quality
 from ls_panoptic.joint_histogram import MAX_JOINT_BINS, joint_histogram, pair_histograms
+from ls_panoptic.pq import ClassCounts, average
 
 BG, LEAF, STEM = 2, 0, 1  # background is the last class, as the conversion appends it
 STUFF = frozenset({BG})
