@@ -23,7 +23,7 @@ from typing import Any
 from .agreement import PairQuality
 from .comparisons import Comparison, Side
 from .labels import LabelSet
-from .pq import ClassCounts, Quality
+from .pq import ClassCounts, Quality, mean_of
 
 __all__ = [
     "CSV_FIELDS",
@@ -58,14 +58,8 @@ class Mean:
         present = [q for q in qualities if q is not None]
         if not present:
             return None
-        n = len(present)
-        return cls(
-            pq=sum(q.pq for q in present) / n,
-            sq=sum(q.sq for q in present) / n,
-            rq=sum(q.rq for q in present) / n,
-            pairs=n,
-            min_pq=min(q.pq for q in present),
-        )
+        mean = mean_of(present)
+        return cls(mean.pq, mean.sq, mean.rq, len(present), min(q.pq for q in present))
 
 
 @dataclass(frozen=True)

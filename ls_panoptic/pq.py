@@ -9,10 +9,11 @@ dataset-level PQ of a class. How segments are matched: :mod:`ls_panoptic.agreeme
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
-__all__ = ["ClassCounts", "Quality", "average"]
+__all__ = ["ClassCounts", "Quality", "Scored", "average", "mean_of"]
 
 
 @dataclass(frozen=True)
@@ -60,15 +61,29 @@ class Quality:
     classes: int
 
 
+class Scored(Protocol):
+    """Anything with a PQ, SQ and RQ: a class's counts, a pair's quality."""
+
+    @property
+    def pq(self) -> float: ...
+    @property
+    def sq(self) -> float: ...
+    @property
+    def rq(self) -> float: ...
+
+
+def mean_of(items: Sequence[Scored]) -> Quality:
+    """The mean PQ, SQ and RQ of ``items`` (not empty); ``classes``: how many were averaged."""
+    n = len(items)
+    return Quality(
+        pq=sum(i.pq for i in items) / n,
+        sq=sum(i.sq for i in items) / n,
+        rq=sum(i.rq for i in items) / n,
+        classes=n,
+    )
+
+
 def average(counts: Iterable[ClassCounts]) -> Quality | None:
     """The mean PQ, SQ and RQ over classes with ``TP + FP + FN > 0``; ``None`` without one."""
     present = [c for c in counts if c.tp + c.fp + c.fn > 0]
-    if not present:
-        return None
-    n = len(present)
-    return Quality(
-        pq=sum(c.pq for c in present) / n,
-        sq=sum(c.sq for c in present) / n,
-        rq=sum(c.rq for c in present) / n,
-        classes=n,
-    )
+    return mean_of(present) if present else None
