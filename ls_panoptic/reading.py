@@ -17,9 +17,11 @@ that does not fit in memory. Formats:
 
 from __future__ import annotations
 
+import io
 import json
 import pickle
 import pickletools
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +35,14 @@ __all__ = ["Snapshot", "open_snapshot"]
 
 _STREAM_HEADER = pickle.PROTO + bytes([5]) + pickle.EMPTY_DICT
 _CODES = {op.code.encode("latin-1"): op for op in pickletools.opcodes}
+#: arguments that are a length then that many bytes: skipped, not read (a mask's BYTEARRAY8)
+_SIZED = {
+    pickletools.bytearray8: struct.Struct("<Q"),  # type: ignore[attr-defined]
+    pickletools.bytes8: struct.Struct("<Q"),
+    pickletools.unicodestring8: struct.Struct("<Q"),
+    pickletools.bytes4: struct.Struct("<I"),
+    pickletools.unicodestring4: struct.Struct("<I"),
+}
 
 
 @dataclass(frozen=True)
@@ -115,9 +125,9 @@ def _pickle_entries(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
 def _next_entry(file: BinaryIO) -> bytes | None:
     """The bytes of the next ``key value SETITEM`` of the stream; ``None`` at ``STOP``.
 
-    Opcodes are walked with their arguments (an array's ``BYTEARRAY8`` is read once, as the
-    entry's bytes); the entry ends at the ``SETITEM`` that finds two objects on the stack
-    above the top-level dict (depth counted from the entry's start).
+    Opcodes are walked with their arguments, sized ones (an array's ``BYTEARRAY8``) skipped,
+    so the entry's bytes are read once, to load it; the entry ends at the ``SETITEM`` that
+    finds two objects on the stack above the top-level dict (depth counted from its start).
     """
     start = file.tell()
     depth, marks = 0, []
@@ -126,7 +136,11 @@ def _next_entry(file: BinaryIO) -> bytes | None:
         if not code:
             raise SnapshotError(f"{getattr(file, 'name', 'snapshot')}: truncated snapshot")
         op = _CODES[code]
-        if op.arg is not None:
+        sized = _SIZED.get(op.arg) if op.arg is not None else None
+        if sized is not None:
+            (length,) = sized.unpack(file.read(sized.size))
+            file.seek(length, io.SEEK_CUR)
+        elif op.arg is not None:
             op.arg.reader(file)
         if op.name == "STOP":
             return None

@@ -109,3 +109,23 @@ def test_a_rotated_photo_is_stored_in_its_masks_frame_untagged(
         assert photo.getexif().get(0x0112) is None
         assert photo.size == ((30, 40) if orientation == "display" else (40, 30))
         assert ImageOps.exif_transpose(photo).size == photo.size  # no reader turns it again
+
+
+@pytest.mark.parametrize("fmt", ["hf", "coco-panoptic"])
+def test_a_failed_write_leaves_no_folder(tmp_path: Path, fmt: str) -> None:
+    from ls_panoptic.coco_panoptic import CocoPanopticWriter
+    from ls_panoptic.hf_dataset import HFDatasetWriter
+    from ls_panoptic.model import Entry
+
+    id2label = {0: "leaf", 1: "background"}
+    writer = (
+        HFDatasetWriter(tmp_path / "out", id2label)
+        if fmt == "hf"
+        else CocoPanopticWriter(tmp_path / "out", id2label, frozenset({1}))
+    )
+    entry = Entry("a.png", np.ones((4, 5), dtype=np.uint32), {1: 1}, {"task_id": 1})
+    with pytest.raises(RuntimeError), writer:
+        if fmt == "coco-panoptic":
+            writer.add(entry, None)
+        raise RuntimeError("strict: a later image failed")
+    assert list(tmp_path.iterdir()) == []
