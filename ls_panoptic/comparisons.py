@@ -167,7 +167,7 @@ def compare_task(
     try:
         pairs = pairs_for(task, against, options.annotation)
         if not pairs:
-            out.skipped = f"task {task.id}: {_nothing_to_compare(against)}"
+            out.skipped = f"task {task.id}: {_nothing_to_compare(task, against)}"
             return out
         url = image_url(task.data, labels.image_value)
         key = image_key(url, options.key, task.id)
@@ -217,9 +217,15 @@ def _compared(
     ]
 
 
-def _nothing_to_compare(against: Against) -> str:
+def _nothing_to_compare(task: Task, against: Against) -> str:
     if against == "annotators":
         return "fewer than two usable annotations"
+    if against == "predictions" and task.prediction_ids and not task.predictions:
+        return (
+            "its predictions are listed by id only, as Label Studio's JSON export lists them; "
+            "export them as objects (POST /api/projects/<id>/exports/ with "
+            '{"serialization_options": {"predictions": {"only_id": false}}})'
+        )
     if against == "predictions":
         return "no prediction, or no annotation to compare it with"
     return "no annotation marked ground truth, or no other annotation"

@@ -56,6 +56,13 @@ def test_pairs_under_each_mode() -> None:
     assert pairs_for(_task(_ann(11, _box(0)), _ann(12, _box(0))), "ground-truth", "latest") == []
 
 
+def test_predictions_listed_by_id_say_how_to_export_them() -> None:
+    task = _task(_ann(11, _box(0)), predictions=[3, 4])
+    out = compare_task(task, LABELS, ConvertOptions(), against="predictions")
+    assert out.skipped is not None and "listed by id only" in out.skipped
+    assert '"only_id": false' in out.skipped
+
+
 def test_one_failing_annotation_leaves_the_other_pairs() -> None:
     task = _task(_ann(11, _box(0)), _ann(12, _box(5)), _ann(13, _box(0, label="tomato")))
     out = compare_task(task, LABELS, ConvertOptions())
