@@ -43,7 +43,8 @@ from .errors import ImageError, Remedy, SnapshotError
 from .images import ImageInfo
 from .model import Entry, Orientation
 from .segments import displayed_photo, segment_stats
-from .writers import DEFAULT_SPLIT, FolderWriter, split_of, write_file
+from .splits import DEFAULT_SPLIT, split_of
+from .writers import FolderWriter, write_file
 
 __all__ = [
     "CATEGORY_ID_RULE",

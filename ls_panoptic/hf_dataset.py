@@ -48,10 +48,12 @@ import pyarrow.parquet as pq
 
 from .coco_panoptic import encode_png
 from .errors import ImageError, SnapshotError
+from .hf_card import dataset_card
 from .images import ImageInfo
 from .model import Entry, Orientation
 from .segments import displayed_photo, segment_stats
-from .writers import DEFAULT_SPLIT, FolderWriter, split_of
+from .splits import DEFAULT_SPLIT, split_of
+from .writers import FolderWriter
 
 __all__ = ["MAX_CHANNEL_ID", "HFDatasetWriter", "annotation_bgr", "read_hf_dataset"]
 
@@ -263,36 +265,6 @@ class HFDatasetWriter(FolderWriter):
         used = [s for s in self._splits.values() if s.shards]
         text = dataset_card(self._id2label, {s.name: (s.count, s.pixels) for s in used})
         (self._root / "README.md").write_text(text, encoding="utf-8")
-
-
-def dataset_card(
-    id2label: Mapping[int, str], splits: Mapping[str, tuple[int, Mapping[int, int]]]
-) -> str:
-    """The folder's README.md: YAML ``configs`` for ``load_dataset``, then id2label, images
-    per split and each class's share of the pixels."""
-    yaml = ["---", "task_categories:", "- image-segmentation", "configs:",
-            "- config_name: default", "  data_files:"]  # fmt: skip
-    for name in splits:
-        yaml += [f"  - split: {name}", f"    path: data/{name}-*"]
-    total: dict[int, int] = {}
-    for _count, pixels in splits.values():
-        for class_id, n in pixels.items():
-            total[class_id] = total.get(class_id, 0) + n
-    all_pixels = sum(total.values()) or 1
-    body = [
-        "---", "", "# Panoptic segmentation ground truth (ls-panoptic)", "",
-        "Written by `ls-panoptic convert --format hf` from a Label Studio project. Columns: "
-        "`image`, `annotation` (PNG: channel 0 class id, channel 1 instance id, channel 2 "
-        "zero), `semantic_class_to_id`, `image_name`, `task_id`, `inst2class`, `id2label`.", "",
-        "| split | images |", "| --- | --- |",
-        *(f"| {name} | {count} |" for name, (count, _px) in splits.items()), "",
-        "| class id | label | share of pixels |", "| --- | --- | --- |",
-        *(f"| {i} | {label} | {100 * total.get(i, 0) / all_pixels:.2f}% |"
-          for i, label in sorted(id2label.items())), "",
-        "id2label:", "", "```json",
-        json.dumps({str(i): label for i, label in sorted(id2label.items())}), "```", "",
-    ]  # fmt: skip
-    return "\n".join(yaml + body)
 
 
 def read_hf_dataset(

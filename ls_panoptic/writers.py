@@ -13,16 +13,12 @@ writer says. Three writers exist:
 
 A writer may refuse one entry with an :class:`~ls_panoptic.errors.ImageError` (an 8-bit
 channel cannot hold id 300): that image fails as any other, and the rest are written.
-
-Splits (``--split validation=0.1``): an image's split is a pure function of its key and the
-seed (:func:`split_of`), so an image stays in its split when others are added to the project.
 """
 
 from __future__ import annotations
 
-import hashlib
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
@@ -34,22 +30,17 @@ from .model import Entry
 from .snapshot import SnapshotWriter, sidecar_path
 
 __all__ = [
-    "DEFAULT_SPLIT",
     "FOLDER_SIDECAR",
     "BackgroundWork",
     "EntryWriter",
     "FolderWriter",
     "PickleWriter",
     "StagedFolder",
-    "parse_splits",
-    "split_of",
     "write_file",
 ]
 
 #: the sidecar's name inside a folder output
 FOLDER_SIDECAR = "ls-panoptic.meta.json"
-#: the split of every image that no ``--split`` fraction takes
-DEFAULT_SPLIT = "train"
 
 
 class EntryWriter(Protocol):
@@ -243,44 +234,3 @@ def write_file(path: Path, data: bytes) -> None:
         path.write_bytes(data)
     except OSError as exc:
         raise SnapshotError(f"cannot write {path}: {exc.strerror}") from exc
-
-
-def parse_splits(specs: tuple[str, ...] | list[str]) -> dict[str, float]:
-    """``["validation=0.1"]`` -> ``{"validation": 0.1}``; the rest of the images is ``train``.
-
-    Raises:
-        ValueError: a spec not ``NAME=FRACTION``, a fraction outside (0, 1), fractions adding
-            up to 1 or more, a repeated name, or the name ``train``.
-    """
-    splits: dict[str, float] = {}
-    for spec in specs:
-        name, sep, value = spec.partition("=")
-        name = name.strip()
-        try:
-            fraction = float(value)
-        except ValueError:
-            fraction = -1.0
-        if not sep or not name.replace("_", "").replace("-", "").isalnum():
-            raise ValueError(f"{spec!r}: write NAME=FRACTION, e.g. validation=0.1")
-        if not 0 < fraction < 1:
-            raise ValueError(f"{spec!r}: the fraction must be between 0 and 1, e.g. 0.1")
-        if name == DEFAULT_SPLIT or name in splits:
-            raise ValueError(f"{spec!r}: {name!r} is given twice ({DEFAULT_SPLIT} takes the rest)")
-        splits[name] = fraction
-    if sum(splits.values()) >= 1:
-        raise ValueError(f"the fractions add up to 1 or more, leaving no {DEFAULT_SPLIT} images")
-    return splits
-
-
-def split_of(key: str, splits: Mapping[str, float], seed: int = 0) -> str:
-    """The split of image ``key``: a uniform draw in [0, 1) from SHA-256 of the seed and key,
-    placed on the fractions in the order given; ``train`` past them. It depends on nothing
-    else, so adding images never moves one from its split."""
-    digest = hashlib.sha256(f"{seed}\0{key}".encode()).digest()
-    draw = int.from_bytes(digest[:8], "big") / 2**64
-    edge = 0.0
-    for name, fraction in splits.items():
-        edge += fraction
-        if draw < edge:
-            return name
-    return DEFAULT_SPLIT

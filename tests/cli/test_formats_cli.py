@@ -15,7 +15,8 @@ from click.testing import CliRunner, Result
 from cli.main import cli
 from devstack.synthetic import SyntheticProject
 from ls_panoptic.reading import open_snapshot
-from ls_panoptic.writers import FOLDER_SIDECAR, split_of
+from ls_panoptic.splits import split_of
+from ls_panoptic.writers import FOLDER_SIDECAR
 
 pytest.importorskip("pyarrow")
 

@@ -13,7 +13,7 @@ from ls_panoptic.coco_panoptic import decode_segment_png, encode_segment_png
 from ls_panoptic.reading import open_snapshot
 from ls_panoptic.segments import segment_stats
 from ls_panoptic.snapshot import write_snapshot
-from ls_panoptic.writers import parse_splits, split_of
+from ls_panoptic.splits import parse_splits, split_of
 
 
 def test_a_split_depends_on_key_and_seed_only() -> None:
