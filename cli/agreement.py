@@ -21,14 +21,8 @@ from ls_panoptic.model import ConvertOptions, Task
 from ls_panoptic.parse import region_labels
 
 from .agreement_output import AgreementRun, print_csv, print_failures, print_json, print_table
-from .convert import (
-    UsageProblem,
-    _annotation_policy,
-    _image_index,
-    _label_set,
-    _load_tasks,
-    convert,
-)
+from .convert import UsageProblem, convert
+from .inputs import annotation_policy, image_index, label_set, load_tasks
 from .report import print_labels, task_progress
 
 __all__ = ["agreement"]
@@ -46,7 +40,7 @@ def _labels(
     """The label set; guessed (sorted), it holds the labels of every annotation and prediction
     (any of them may be compared, not only the one ``convert`` would select)."""
     if label_config or id2label:
-        return _label_set(label_config, id2label, tasks, options)
+        return label_set(label_config, id2label, tasks, options)
     found: set[str] = set()
     for task in tasks:
         for annotation in (*task.annotations, *task.predictions):
@@ -87,7 +81,7 @@ def _with_convert_options(command: click.Command) -> click.Command:
     "--annotation",
     default="latest",
     show_default=True,
-    callback=_annotation_policy,
+    callback=annotation_policy,
     help="With --against predictions, the annotation predictions are compared with: "
     "latest, ground-truth or annotator:<user id>.",
 )
@@ -138,14 +132,14 @@ def agreement(
         unknown_labels=unknown_labels,
         annotation=annotation,
     )
-    tasks = _load_tasks(export)
+    tasks = load_tasks(export)
     labels, guessed = _labels(label_config, id2label, tasks, options)
     unknown_stuff = sorted(s for s in options.stuff if labels.class_id(s) is None)
     if unknown_stuff:
         raise UsageProblem(f"--stuff {', '.join(unknown_stuff)}: not in the label set")
     if guessed and not (as_json or as_csv):
         print_labels(labels, "no --label-config / --id2label: labels found in the export, sorted")
-    index = _image_index(images)
+    index = image_index(images)
     with task_progress(len(tasks), "comparing", enabled=not quiet) as advance:
 
         def on_task(result: TaskComparisons) -> None:

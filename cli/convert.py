@@ -11,90 +11,26 @@ from typing import Any
 import click
 
 from ls_panoptic.batch import BatchReport, Outcome, convert_tasks
-from ls_panoptic.errors import ExportError, LabelConfigError, PanopticError, SnapshotError
-from ls_panoptic.export import parse_export_text, read_export
-from ls_panoptic.images import ImageIndex
+from ls_panoptic.errors import SnapshotError
 from ls_panoptic.labels import (
     LabelSet,
-    labelset_from_config,
-    labelset_from_labels,
-    load_mapping_file,
 )
-from ls_panoptic.model import ConvertOptions, Task
-from ls_panoptic.parse import region_labels
-from ls_panoptic.selection import parse_policy, select_annotation
+from ls_panoptic.model import ConvertOptions
 
+from .inputs import annotation_policy, image_index, label_set, load_tasks
 from .output_format import OutputFormat, UsageProblem, parse_split_option
 from .previews import preview_writer
-from .report import print_labels, print_report, progress_callback, with_remedy
+from .report import print_labels, print_report, progress_callback
 
 __all__ = ["OutputFormat", "UsageProblem", "convert", "run_convert"]  # both re-exported
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
-def _annotation_policy(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
-    try:
-        parse_policy(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from exc
-    return value
-
-
 def _time_limit(_ctx: click.Context, _param: click.Parameter, value: float | None) -> float | None:
     if value is not None and not math.isfinite(value):
         raise click.BadParameter("must be a finite number of seconds (leave it out for no limit)")
     return value
-
-
-def _load_tasks(export: str) -> list[Task]:
-    try:
-        if export == "-":
-            tasks, _fmt = parse_export_text(sys.stdin.buffer.read(), "<stdin>")
-        else:
-            tasks, _fmt = read_export(Path(export))
-    except ExportError as exc:
-        raise UsageProblem(with_remedy(str(exc), exc.remedy)) from exc
-    return tasks
-
-
-def _labels_in(tasks: list[Task], options: ConvertOptions) -> set[str]:
-    found: set[str] = set()
-    for task in tasks:
-        annotation = select_annotation(task, options.annotation, options.use_predictions)
-        if annotation is None:
-            continue
-        found.update(region_labels(annotation.result))
-    return found
-
-
-def _label_set(
-    label_config: Path | None, id2label: Path | None, tasks: list[Task], options: ConvertOptions
-) -> tuple[LabelSet, bool]:
-    """The label set, and whether it was guessed from the export (then it is printed)."""
-    if label_config and id2label:
-        raise UsageProblem("give --label-config or --id2label, not both")
-    try:
-        if label_config:
-            return labelset_from_config(label_config.read_text(encoding="utf-8")), False
-        if id2label:
-            return load_mapping_file(id2label), False
-    except OSError as exc:
-        raise UsageProblem(f"cannot read {label_config or id2label}: {exc.strerror}") from exc
-    except LabelConfigError as exc:
-        raise UsageProblem(with_remedy(str(exc), exc.remedy)) from exc
-    return labelset_from_labels(_labels_in(tasks, options)), True
-
-
-def _image_index(images: Path | None) -> ImageIndex | None:
-    if images is None:
-        return None
-    try:
-        if images.is_dir():
-            return ImageIndex.from_folder(images)
-        return ImageIndex.from_list_file(images)
-    except (OSError, ValueError, PanopticError) as exc:
-        raise UsageProblem(f"--images {images}: {exc}") from exc
 
 
 def run_convert(
@@ -112,8 +48,8 @@ def run_convert(
     """Everything ``convert`` does, callable from other commands (``demo``)."""
     output_format = output_format or OutputFormat()
     output_format.check(output, images is not None)
-    tasks = _load_tasks(export)
-    labels, guessed = _label_set(label_config, id2label, tasks, options)
+    tasks = load_tasks(export)
+    labels, guessed = label_set(label_config, id2label, tasks, options)
     unknown_stuff = sorted(s for s in options.stuff if labels.class_id(s) is None)
     if unknown_stuff:
         raise UsageProblem(
@@ -121,7 +57,7 @@ def run_convert(
         )
     if guessed:
         print_labels(labels, "no --label-config / --id2label: labels found in the export, sorted")
-    index = _image_index(images)
+    index = image_index(images)
     source = "<stdin>" if export == "-" else Path(export).name
     write_preview = preview_writer(preview, labels, index, options) if preview else None
     writer = output_format.writer(output, labels, options)
@@ -231,7 +167,7 @@ def run_convert(
     "--annotation",
     default="latest",
     show_default=True,
-    callback=_annotation_policy,
+    callback=annotation_policy,
     help="Which annotation of a task: latest, ground-truth or annotator:<user id>.",
 )
 @click.option(
