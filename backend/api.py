@@ -45,7 +45,7 @@ from worker.store import EntryState, ProjectRecord, SnapshotInfo, StoreError
 from .errors import ApiError
 from .services import Services, services
 
-__all__ = ["blueprint"]
+__all__ = ["blueprint", "require_known"]
 
 log = logging.getLogger("ls_panoptic.backend")
 
@@ -62,7 +62,7 @@ def _authenticate() -> None:
     services().api_guard.check(request.headers.get("Authorization"))
 
 
-def _require_known(svc: Services, project: int) -> ProjectRecord:
+def require_known(svc: Services, project: int) -> ProjectRecord:
     """The project's record; 404 saying how to import it when the store has none."""
     record = svc.store.get_project(project)
     if record is None:
@@ -77,7 +77,7 @@ def _require_known(svc: Services, project: int) -> ProjectRecord:
 @blueprint.get(_PROJECT + "/snapshot.pkl")
 def snapshot(project: int) -> Response:
     svc = services()
-    _require_known(svc, project)
+    require_known(svc, project)
     file, size, info = _write_snapshot(svc, project)
     log.info(
         "snapshot project=%d bytes=%d entries=%d failures=%d",
@@ -125,14 +125,14 @@ def _write_snapshot(svc: Services, project: int) -> tuple[BinaryIO, int, Snapsho
 @blueprint.get(_PROJECT + "/snapshot.meta.json")
 def snapshot_meta(project: int) -> Response:
     svc = services()
-    _require_known(svc, project)
+    require_known(svc, project)
     return jsonify(svc.store.snapshot_meta(project))
 
 
 @blueprint.get(_PROJECT + "/entries")
 def entries(project: int) -> Response:
     svc = services()
-    _require_known(svc, project)
+    require_known(svc, project)
     return jsonify([_listed(state) for state in svc.store.states(project)])
 
 
@@ -148,7 +148,7 @@ def _listed(state: EntryState) -> dict[str, Any]:
 @blueprint.get(_PROJECT + "/entries" + _TASK + "/preview.png")
 def preview(project: int, task: int) -> Response:
     svc = services()
-    record = _require_known(svc, project)
+    record = require_known(svc, project)
     stored = svc.store.get_entry(project, task)
     if stored is None:
         raise ApiError(

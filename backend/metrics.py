@@ -12,6 +12,10 @@ share the same Redis) agree: no per-process counters. Families:
 - ``ls_panoptic_tasks{project, status}``: tasks tracked per project by status (ok, empty, error),
   from counts every state write keeps (``Store.status_counts``): a scrape reads no task state.
 - ``ls_panoptic_entries{project}``: entries a snapshot of the project would hold now.
+- ``ls_panoptic_agreement_pq{project}`` and ``ls_panoptic_agreement_pairs{project}``: the mean
+  PQ over the compared pairs of annotations the worker recorded (the ``overall`` of
+  ``GET /projects/<id>/agreement``), and how many; from running totals every record write keeps
+  (``Store.agreement_mean``): a scrape reads no record. Absent for a project without a pair.
 
 Open like ``/health`` (counts and project ids only, nothing about the images).
 """
@@ -120,9 +124,20 @@ class ServiceCollector(Collector):
         entries = GaugeMetricFamily(
             "ls_panoptic_entries", "Entries a snapshot would hold now", labels=["project"]
         )
+        mean_pq = GaugeMetricFamily(
+            "ls_panoptic_agreement_pq",
+            "Mean PQ over the compared pairs of annotations",
+            labels=["project"],
+        )
+        pairs = GaugeMetricFamily(
+            "ls_panoptic_agreement_pairs", "Compared pairs of annotations", labels=["project"]
+        )
         for project in sorted(store.project_ids()):
             for status, count in store.status_counts(project).items():
                 tasks.add_metric([str(project), status], count)
             entries.add_metric([str(project)], store.entry_count(project))
-        yield tasks
-        yield entries
+            agreement = store.agreement_mean(project)
+            if agreement is not None:
+                mean_pq.add_metric([str(project)], agreement[0])
+                pairs.add_metric([str(project)], agreement[1])
+        yield from (tasks, entries, mean_pq, pairs)

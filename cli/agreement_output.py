@@ -24,6 +24,7 @@ from ls_panoptic.agreement_summary import (
     Summary,
     csv_row,
     pair_record,
+    review_record,
     summary_record,
     worst_first,
 )
@@ -150,17 +151,13 @@ def _print_review(run: AgreementRun) -> None:
 
 def document(run: AgreementRun) -> dict[str, Any]:
     """The ``--json`` document: every pair, worst first, and the summaries beside them."""
-    review = None
-    if run.min_pq is not None:
-        below = run.summary.below(run.min_pq)
-        review = {"min_pq": run.min_pq, "task_ids": [first.task_id for first, _ in below]}
     return {
         "against": run.against,
         "classes": {str(k): v for k, v in sorted(run.labels.id2label.items())},
         "stuff": sorted(run.stuff),
         "pairs": [pair_record(c, run.labels, run.stuff) for c in worst_first(run.comparisons)],
         "summary": summary_record(run.summary, run.labels, run.stuff),
-        "review": review,
+        "review": review_record(run.summary, run.min_pq),
         "failures": [
             {"task_id": f.task_id, "annotation_id": f.annotation_id, "message": f.message}
             for f in run.failures

@@ -32,6 +32,7 @@ __all__ = [
     "annotator_name",
     "csv_row",
     "pair_record",
+    "review_record",
     "summarise",
     "summary_record",
     "worst_first",
@@ -217,6 +218,14 @@ def summary_record(summary: Summary, labels: LabelSet, stuff: frozenset[int]) ->
             for class_id, (counts, pairs) in summary.classes.items()
         },
     }
+
+
+def review_record(summary: Summary, min_pq: float | None) -> dict[str, Any] | None:
+    """``{"min_pq", "task_ids"}``: the tasks whose mean PQ is below ``min_pq``, worst first;
+    ``None`` without a threshold."""
+    if min_pq is None:
+        return None
+    return {"min_pq": min_pq, "task_ids": [first.task_id for first, _ in summary.below(min_pq)]}
 
 
 def csv_row(comparison: Comparison) -> dict[str, Any]:

@@ -102,6 +102,8 @@ class ProjectIndex(StoreBase):
                 self._keys.failures(project),
                 self._keys.deleted(project),
                 self._keys.status_counts(project),
+                self._keys.agreement(project),
+                self._keys.agreement_totals(project),
                 self._keys.project(project),
             )
             pipe.srem(self._keys.projects(), project)

@@ -12,6 +12,8 @@ annotation makes an older one current). The image is read or downloaded only whe
 depends on it (``orientation=file``, or no result gives the size), so the batch's EXIF check is
 not made live. Label Studio or Redis unavailable fails the job, which rq retries; anything wrong
 with one image is recorded in its task's state (:func:`worker.reconcile.failure_fingerprint`).
+A task with two or more usable annotations also gets its agreement (:func:`_agreement`), stored
+with its state.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from ls_panoptic.comparisons import compare_task, stuff_ids
 from ls_panoptic.convert import Conversion
 from ls_panoptic.errors import PanopticError
 from ls_panoptic.labels import LabelSet
@@ -38,6 +41,7 @@ from .labelstudio import (
     LabelStudioUnavailable,
 )
 from .remedies import service_remedy
+from .store import TaskAgreement
 
 __all__ = [
     "drop_annotations",
@@ -80,11 +84,12 @@ def sync_task(project: int, task_id: int) -> str:
         return "error"
     ids = [a.id for a in task.annotations if a.id is not None]
     rt.store.index_annotations(project, task_id, ids)
+    agreement = _agreement(rt, task, labels)
     try:
         entry = _convert(rt, task, labels)
         if entry is None:
             return "empty" if rt.store.mark_empty(project, task_id, observed) else "stale"
-        stored = rt.store.put_entry(project, task_id, entry, observed, config_hash)
+        stored = rt.store.put_entry(project, task_id, entry, observed, config_hash, agreement)
         return "ok" if stored else "stale"
     except (LabelStudioUnavailable, LabelStudioAuthError):
         raise
@@ -93,14 +98,17 @@ def sync_task(project: int, task_id: int) -> str:
         fingerprint = reconcile.failure_fingerprint(
             task, failed.annotation, config_hash, rt.options
         )
+        remedy = _remedy(failed.cause)
         rt.store.record_error(
-            project, task_id, message, observed, fingerprint, failed.key, _remedy(failed.cause)
+            project, task_id, message, observed, fingerprint, failed.key, remedy, agreement
         )
         _log_failure(project, message, failed.cause)
         return "error"
     except (PanopticError, LabelStudioError, ValueError) as exc:  # a retry may mend these
         message = failure_message(task_id, exc)
-        rt.store.record_error(project, task_id, message, observed, remedy=_remedy(exc))
+        rt.store.record_error(
+            project, task_id, message, observed, remedy=_remedy(exc), agreement=agreement
+        )
         _log_failure(project, message, exc)
         return "error"
 
@@ -187,6 +195,25 @@ def _convert(rt: runtime.Runtime, task: Task, labels: LabelSet) -> Entry | None:
             return conversion.run(key, labels, image)
         except PanopticError as exc:
             raise _ConversionFailed(exc, conversion.annotation, key) from exc
+
+
+def _agreement(rt: runtime.Runtime, task: Task, labels: LabelSet) -> TaskAgreement | None:
+    """The PQ of each pair of the task's usable annotations, each converted as
+    ``ls-panoptic agreement`` converts it without ``--images`` (sizes from the results);
+    ``None`` with fewer than two, at no cost. Advisory: an annotation that fails to convert
+    only loses its pairs (logged), and nothing here fails the sync."""
+    if sum(not a.was_cancelled for a in task.annotations) < 2:
+        return None
+    try:
+        compared = compare_task(task, labels, rt.options)
+    except (PanopticError, ValueError) as exc:
+        compared = None
+        log.info("agreement skipped task=%s: %s", task.id, exc)
+    for failure in compared.failures if compared else ():
+        log.info("agreement: %s", failure.message)
+    if not compared or not compared.comparisons:
+        return None
+    return TaskAgreement(compared.comparisons, stuff_ids(labels, rt.options))
 
 
 def _remedy(exc: BaseException) -> str | None:

@@ -11,6 +11,8 @@
     {prefix}:p:{project}:states             HASH    task id -> JSON status record
     {prefix}:p:{project}:deleted            HASH    task id -> Redis time it was deleted (tombstone)
     {prefix}:p:{project}:status_counts      HASH    status -> how many states have it (/metrics)
+    {prefix}:p:{project}:agreement          HASH    task id -> JSON agreement record (its pairs' PQ)
+    {prefix}:p:{project}:agreement_totals   HASH    pairs, pq_sum over every record (/metrics)
     {prefix}:p:{project}:blob:{task}:{ver}  HASH    one immutable stored entry
     {prefix}:p:{project}:pending:{task}     STRING  coalescing flag (dispatcher)
     {prefix}:p:{project}:event:{task}       STRING  Redis time of the task's latest event (debounce)
@@ -98,6 +100,16 @@ class Keys:
         """HASH status -> how many of the project's states have it, kept by every state write
         (so ``/metrics`` need not read every state)."""
         return self.project_prefix(project) + "status_counts"
+
+    def agreement(self, project: int) -> str:
+        """HASH task id -> JSON agreement record (:mod:`worker._store_agreement`) of each task
+        with a compared pair of annotations; written with the states, in the same transactions."""
+        return self.project_prefix(project) + "agreement"
+
+    def agreement_totals(self, project: int) -> str:
+        """HASH ``pairs`` (int), ``pq_sum`` (float) over every agreement record of the project,
+        kept by every record write (so ``/metrics`` need not read the records)."""
+        return self.project_prefix(project) + "agreement_totals"
 
     def blob(self, project: int, task_id: int, version: str) -> str:
         """HASH: one immutable stored entry (see :mod:`worker.store`)."""

@@ -15,6 +15,10 @@ Live = batch, also on failure: a task whose latest conversion failed leaves the 
 every snapshot leaves it out, as ``convert`` does) and enters the project's ``failures`` (which
 snapshots list), in the same transaction as its state. Its last good blob stays, unexpiring, as
 the state's ``stale_version`` for ``/entries`` and previews, until the task's next state.
+
+A task's agreement record (its pairs' PQ: :mod:`worker._store_agreement`) is written with its
+state, in the same transaction, and goes with it: every state write replaces it (none given:
+removed), and a delete removes it.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from ls_panoptic.sidecar import Failure
 from ls_panoptic.tasks import parse_timestamp
 
 from . import _store_snapshot
+from ._store_agreement import AgreementIndex, TaskAgreement
 from ._store_base import DEFAULT_GRACE_SECONDS, utc_now
 from ._store_codec import (
     EntryState,
@@ -55,6 +60,7 @@ __all__ = [
     "Store",
     "StoreError",
     "StoredEntry",
+    "TaskAgreement",
     "config_hash",
 ]
 
@@ -62,12 +68,13 @@ MAX_ERROR_CHARS = 2000
 _Update = Callable[[Pipeline, "EntryState | None", "str | None"], bool]
 
 
-class Store(ProjectIndex):
+class Store(ProjectIndex, AgreementIndex):
     """Entries and states of Label Studio projects in one Redis database.
 
     ``Store(redis, keys, grace_seconds=3600)``: ``redis`` must return bytes
     (``decode_responses=False``). Project records and the annotation index: see
-    :class:`worker._store_projects.ProjectIndex`.
+    :class:`worker._store_projects.ProjectIndex`; agreement records:
+    :class:`worker._store_agreement.AgreementIndex`.
     """
 
     def put_entry(
@@ -77,10 +84,12 @@ class Store(ProjectIndex):
         entry: Entry,
         source_updated_at: str,
         config_hash: str | None = None,
+        agreement: TaskAgreement | None = None,
     ) -> bool:
         """Make ``entry`` the task's current entry; ``False`` when a newer state is stored.
 
-        ``config_hash`` names the label config it was converted with (see ``EntryState``).
+        ``config_hash`` names the label config it was converted with (see ``EntryState``);
+        ``agreement`` replaces the task's agreement record (``None``: removed).
 
         Raises:
             ValueError: a bad timestamp, or an entry that cannot be stored (the task is named).
@@ -100,10 +109,12 @@ class Store(ProjectIndex):
         def update(pipe: Pipeline, old: EntryState | None, current: str | None) -> bool:
             if _newer(old, stamp):
                 return False
+            before = self._agreement_before(pipe, project, [task_id])
             pipe.multi()
             pipe.hset(blob, mapping=fields)  # type: ignore[arg-type]
             pipe.persist(blob)  # the same conversion again may revive a superseded blob
             self._point(pipe, project, task_id, current, version, state, old)
+            self._queue_agreement(pipe, project, {task_id: agreement}, before)
             return True
 
         return self._update_task(project, task_id, update)
@@ -132,7 +143,7 @@ class Store(ProjectIndex):
         raise StoreError(f"{blob}: the manifest points at a missing blob")
 
     def mark_empty(self, project: int, task_id: int, source_updated_at: str) -> bool:
-        """The task has no usable annotation: drop its entry, state ``empty``.
+        """The task has no usable annotation: drop its entry (and agreement), state ``empty``.
 
         ``False`` when a newer state is stored.
         """
@@ -142,8 +153,10 @@ class Store(ProjectIndex):
         def update(pipe: Pipeline, old: EntryState | None, current: str | None) -> bool:
             if _newer(old, stamp):
                 return False
+            before = self._agreement_before(pipe, project, [task_id])
             pipe.multi()
             self._point(pipe, project, task_id, current, None, state, old)
+            self._queue_agreement(pipe, project, {task_id: None}, before)
             return True
 
         return self._update_task(project, task_id, update)
@@ -157,6 +170,7 @@ class Store(ProjectIndex):
         fingerprint: str | None = None,
         key: str | None = None,
         remedy: str | None = None,
+        agreement: TaskAgreement | None = None,
     ) -> None:
         """The task failed to convert: state ``error``, listed by snapshots (as ``key``: the
         image key the failed conversion was for, ``None`` when unknown) instead of its entry;
@@ -166,7 +180,8 @@ class Store(ProjectIndex):
         fetched) the stored one is kept, so a stale success cannot slip in afterwards.
         ``fingerprint``: what a failure that only a change of the task can mend failed on
         (``EntryState.error_fingerprint``); ``None`` for one a retry may mend. ``remedy``:
-        what an operator could change (``EntryState.remedy``).
+        what an operator could change (``EntryState.remedy``). ``agreement`` replaces the
+        task's agreement record (``None``: removed): the other annotations may still compare.
         """
         stamp = _stamp(source_updated_at) if source_updated_at else None
         failure = Failure(task_id, key, message[:MAX_ERROR_CHARS])
@@ -182,16 +197,19 @@ class Store(ProjectIndex):
                 failure.message, utc_now(), old.config_hash if old else None, fingerprint,
                 current or (old.stale_version if old else None), remedy,
             )  # fmt: skip
+            before = self._agreement_before(pipe, project, [task_id])
             pipe.multi()
             if current is not None:  # out of snapshots; kept (not expired) for review
                 pipe.hdel(self._keys.manifest(project), str(task_id))
             self._put_state(pipe, project, state, old, failure)
+            self._queue_agreement(pipe, project, {task_id: agreement}, before)
             return True
 
         self._update_task(project, task_id, update)
 
     def delete_tasks(self, project: int, task_ids: Iterable[int], deleted_at: str) -> int:
-        """Forget these tasks (entries, states, annotation index); returns how many were known.
+        """Forget these tasks (entries, states, agreement, annotation index); returns how many
+        were known.
 
         ``deleted_at`` (ISO, the Redis clock): a time by which the tasks were gone from Label
         Studio. It is kept as a tombstone: a state pulled before it (a sync that fetched the task
@@ -203,7 +221,7 @@ class Store(ProjectIndex):
         if not ids:
             return 0
         manifest, states = self._keys.manifest(project), self._keys.states(project)
-        tombstones = self._keys.deleted(project)
+        tombstones, agreement = self._keys.deleted(project), self._keys.agreement(project)
         fields = [str(t) for t in ids]
 
         def delete(pipe: Pipeline) -> int:
@@ -211,7 +229,9 @@ class Store(ProjectIndex):
             recorded = [peek_state(raw) if raw is not None else None
                         for raw in pipe.hmget(states, fields)]  # fmt: skip
             gone = Counter(peeked[0] for peeked in recorded if peeked is not None)
+            before = self._agreement_before(pipe, project, ids)
             pipe.multi()
+            self._queue_agreement(pipe, project, dict.fromkeys(ids), before)
             for where in (manifest, states, self._keys.failures(project)):
                 pipe.hdel(where, *fields)
             for status, count in gone.items():
@@ -225,7 +245,7 @@ class Store(ProjectIndex):
                 v is not None or p is not None for v, p in zip(versions, recorded, strict=True)
             )
 
-        count = self._transact([manifest, states, tombstones], delete)
+        count = self._transact([manifest, states, tombstones, agreement], delete)
         targets = {f"{project}:{t}" for t in ids}
         self._forget_annotations_where(lambda where: where in targets)
         return count
@@ -306,7 +326,7 @@ class Store(ProjectIndex):
         A deleted task's tombstone stands in for its state (status ``deleted``), so an update
         older than the deletion is refused; a newer one removes the tombstone (``_point``)."""
         manifest, states = self._keys.manifest(project), self._keys.states(project)
-        tombstones = self._keys.deleted(project)
+        tombstones, agreement = self._keys.deleted(project), self._keys.agreement(project)
 
         def body(pipe: Pipeline) -> bool:
             raw = pipe.hget(states, str(task_id))
@@ -315,7 +335,7 @@ class Store(ProjectIndex):
                 old = _tombstone(task_id, deleted)
             return update(pipe, old, text(pipe.hget(manifest, str(task_id))))
 
-        return self._transact([manifest, states, tombstones], body)
+        return self._transact([manifest, states, tombstones, agreement], body)
 
     def _point(
         self,
