@@ -18,7 +18,7 @@ from ls_panoptic.labels import (
 from ls_panoptic.model import ConvertOptions
 
 from .inputs import annotation_policy, image_index, label_set, load_tasks
-from .output_format import OutputFormat, UsageProblem, parse_split_option
+from .output_format import OutputFormat, UsageProblem, format_options
 from .previews import preview_writer
 from .report import print_labels, print_report, progress_callback
 
@@ -113,32 +113,7 @@ def run_convert(
     help="Snapshot to write (.pkl; OUTPUT.meta.json is written beside it), or the folder "
     "that --format hf / coco-panoptic writes (ls-panoptic.meta.json inside it).",
 )
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(["pickle", "hf", "coco-panoptic"]),
-    default="pickle",
-    show_default=True,
-    help="pickle: one dict (the default); hf: a Hugging Face dataset folder (Parquet, "
-    "needs --images) that transformers' Mask2Former example trains on; coco-panoptic: "
-    "panopticapi's PNG + JSON (category id = class id + 1).",
-)
-@click.option(
-    "--split",
-    "splits",
-    multiple=True,
-    callback=parse_split_option,
-    metavar="NAME=FRACTION",
-    help="(hf, coco-panoptic; repeatable) put this fraction of the images in split NAME, "
-    "e.g. validation=0.1; the rest is train. Decided by image key and --seed alone, so an "
-    "image keeps its split when others are added.",
-)
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --split draw.")
-@click.option(
-    "--copy-images",
-    is_flag=True,
-    help="(coco-panoptic) also write each photo, in the mask's frame, under images/<split>/.",
-)
+@format_options
 @click.option(
     "--label-config",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),

@@ -34,7 +34,7 @@ COMMANDS: dict[str, LazyCommand] = {
         "cli.store_cmds:resync", "Sync the store with a Label Studio project and repair it."
     ),
     "snapshot": LazyCommand(
-        "cli.store_cmds:snapshot", "Write the project's stored entries as one panoptic pickle."
+        "cli.store_cmds:snapshot", "Write the project's stored entries as convert does (--format)."
     ),
 }
 

@@ -1,10 +1,13 @@
-"""What ``convert --format/--split/--seed/--copy-images`` ask for, checked before anything is
-converted, and the writer of that format (:mod:`ls_panoptic.writers`)."""
+"""What ``--format/--split/--seed/--copy-images`` ask for (``convert`` and ``snapshot`` share
+these options: :func:`format_options`), checked before anything is written, and the writer of
+that format (:mod:`ls_panoptic.writers`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import click
 
@@ -14,9 +17,10 @@ from ls_panoptic.model import ConvertOptions
 from ls_panoptic.splits import parse_splits
 from ls_panoptic.writers import EntryWriter
 
-__all__ = ["EXIT_USAGE", "OutputFormat", "UsageProblem", "parse_split_option"]
+__all__ = ["EXIT_USAGE", "OutputFormat", "UsageProblem", "format_options", "parse_split_option"]
 
 EXIT_USAGE = 2
+_F = TypeVar("_F", bound=Callable[..., object])
 
 
 class UsageProblem(click.ClickException):
@@ -32,6 +36,38 @@ def parse_split_option(
         return parse_splits(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
+
+
+def format_options(command: _F) -> _F:
+    """Add ``--format``, ``--split``, ``--seed`` and ``--copy-images`` to ``command``; its
+    function receives ``output_format``, ``splits``, ``seed`` and ``copy_images``."""
+    options = [
+        click.option(
+            "--format", "output_format", type=click.Choice(["pickle", "hf", "coco-panoptic"]),
+            default="pickle", show_default=True,
+            help="pickle: one dict (the default); hf: a Hugging Face dataset folder (Parquet, "
+            "the photos embedded) that transformers' Mask2Former example trains on; "
+            "coco-panoptic: panopticapi's PNG + JSON (category id = class id + 1).",
+        ),
+        click.option(
+            "--split", "splits", multiple=True, callback=parse_split_option,
+            metavar="NAME=FRACTION",
+            help="(hf, coco-panoptic; repeatable) put this fraction of the images in split "
+            "NAME, e.g. validation=0.1; the rest is train. Decided by image key and --seed "
+            "alone, so an image keeps its split when others are added.",
+        ),
+        click.option(
+            "--seed", type=int, default=0, show_default=True, help="Seed of the --split draw."
+        ),
+        click.option(
+            "--copy-images", is_flag=True,
+            help="(coco-panoptic) also write each photo, in the mask's frame, under "
+            "images/<split>/.",
+        ),
+    ]  # fmt: skip
+    for option in reversed(options):
+        command = option(command)
+    return command
 
 
 @dataclass(frozen=True)

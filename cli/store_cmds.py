@@ -1,15 +1,18 @@
 """``ls-panoptic resync`` and ``ls-panoptic snapshot``: the live store from the command line.
 
-``snapshot`` writes what ``convert`` writes: one plain pickle ``{image key: {"panoptic_mask",
+``snapshot`` writes what ``convert`` writes, read from the store at one instant (see
+:mod:`worker._store_snapshot`): by default one plain pickle ``{image key: {"panoptic_mask",
 "inst2class"}}`` that appears atomically (``<output>.partial``, fsync, rename) and a sidecar
-``<output stem>.meta.json`` beside it, read from the store at one instant (see
-:mod:`worker._store_snapshot`). Exit status as ``convert``: 0 all entries written, 1 some tasks
-failed (the others are written, one line per failure), 2 bad arguments or settings.
+``<output stem>.meta.json`` beside it; with ``--format hf|coco-panoptic`` the folder of
+``convert --format`` (:mod:`worker.snapshot_formats`). Exit status as ``convert``: 0 all entries
+written, 1 some tasks failed (the others are written, one line per failure), 2 bad arguments or
+settings.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -19,13 +22,19 @@ import redis
 from rq.job import Job, JobStatus
 
 from ls_panoptic.errors import SnapshotError
+from ls_panoptic.labels import labelset_from_config
 from ls_panoptic.snapshot import sidecar_path, write_json_atomic
+from ls_panoptic.writers import EntryWriter
 from worker.dispatcher import Dispatcher
 from worker.jobqueue import SERIALIZER
 from worker.keys import Keys
-from worker.settings import Settings
+from worker.labelstudio import LabelStudio, LabelStudioError
+from worker.settings import Settings, SettingsError
+from worker.snapshot_formats import write_formatted
 from worker.store import SnapshotInfo, Store, StoreError
 
+from .output_format import OutputFormat, format_options
+from .report import task_progress
 from .worker_cmd import load_settings
 
 __all__ = ["resync", "snapshot"]
@@ -131,32 +140,91 @@ def _last_line(job: Job) -> str:
     "--output",
     "-o",
     required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Snapshot to write (.pkl); OUTPUT.meta.json is written beside it.",
+    type=click.Path(path_type=Path),
+    help="Snapshot to write (.pkl; OUTPUT.meta.json is written beside it), or the folder "
+    "that --format hf / coco-panoptic writes (ls-panoptic.meta.json inside it).",
 )
-def snapshot(project: int, output: Path) -> None:
-    """Write the project's entries from the store as one panoptic pickle plus sidecar JSON,
-    as ``ls-panoptic convert`` does."""
+@format_options
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def snapshot(
+    project: int,
+    output: Path,
+    output_format: str,
+    splits: dict[str, float],
+    seed: int,
+    copy_images: bool,
+    quiet: bool,
+) -> None:
+    """Write the project's entries from the store, as they are at one instant, in the format
+    ``ls-panoptic convert`` writes (a pickle plus sidecar JSON by default). Photos (--format hf,
+    --copy-images) come from LS_PANOPTIC_IMAGES_DIR or are downloaded from Label Studio."""
     settings = load_settings()
+    chosen = OutputFormat(output_format, splits, seed, copy_images)
+    chosen.check(output, has_images=True)  # the photos come from the store's image source
     store = Store(_connect(settings), Keys(settings.key_prefix))
-    if store.get_project(project) is None:
+    record = store.get_project(project)
+    if record is None:
         raise click.ClickException(
             f"project {project} is not in the store: connect it (ls-panoptic connect) or "
             f"run `ls-panoptic resync --project {project} --wait`"
         )
+    writer = None
+    if chosen.name != "pickle":
+        labels = labelset_from_config(record.label_config)  # as the worker converted with
+        writer = chosen.writer(output, labels, settings.convert)
     try:
-        info = _write_atomic(store, project, output)
-        write_json_atomic(sidecar_path(output), store.snapshot_meta(project, info))
-    except (StoreError, SnapshotError) as exc:
+        if writer is None:
+            info, sidecar = _write_atomic(store, project, output), sidecar_path(output)
+        else:
+            photos = chosen.name == "hf" or copy_images
+            info = _write_folder(store, project, writer, settings, photos=photos, quiet=quiet)
+            sidecar = writer.sidecar
+        write_json_atomic(sidecar, store.snapshot_meta(project, info))
+    except (StoreError, SnapshotError, LabelStudioError) as exc:
         raise click.ClickException(str(exc)) from exc
     for failure in info.failures:
         click.echo(failure.message, err=True)
-    click.echo(
-        f"{info.count} entries -> {output} (+ {sidecar_path(output).name}); "
-        f"{len(info.failures)} failed"
-    )
+    click.echo(f"{info.count} entries -> {output} (+ {sidecar.name}); {len(info.failures)} failed")
     if info.failures:
         raise SystemExit(EXIT_FAILED)
+
+
+def _write_folder(
+    store: Store,
+    project: int,
+    writer: EntryWriter,
+    settings: Settings,
+    *,
+    photos: bool,
+    quiet: bool,
+) -> SnapshotInfo:
+    """The pinned entries into ``writer``, each photo read as the worker reads it."""
+    images = _image_source(settings) if photos else None
+    try:
+        info = store.pin_snapshot(project)
+        with (
+            tempfile.TemporaryDirectory(prefix="ls-panoptic-snapshot-") as scratch,
+            task_progress(info.count, "writing", enabled=not quiet) as advance,
+        ):
+            return write_formatted(
+                store, info, writer, images=images, scratch_dir=Path(scratch), on_entry=advance
+            )
+    finally:
+        if images is not None:
+            images.close()
+
+
+def _image_source(settings: Settings) -> LabelStudio:
+    """The worker's image reading: LS_PANOPTIC_IMAGES_DIR, else Label Studio's own downloads."""
+    try:
+        settings.require_label_studio()
+    except SettingsError as exc:
+        raise click.UsageError(f"photos for the snapshot: {exc}") from exc
+    return LabelStudio(
+        settings.label_studio_url or "",
+        settings.label_studio_api_key or "",
+        images_dir=settings.images_dir,
+    )
 
 
 def _write_atomic(store: Store, project: int, output: Path) -> SnapshotInfo:

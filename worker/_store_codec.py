@@ -12,6 +12,8 @@ Glossary of the stored formats:
       inst2class         JSON object ``{"<instance id>": class id}``
       meta               JSON provenance (task_id, annotation_id, updated_at, counts, warnings)
       source_updated_at  ISO 8601 timestamp of the Label Studio state it was made from
+      image_url          (optional) the task's image URL, as in its data: where a snapshot in
+                         another format (``snapshot --format hf``) reads the photo from
 
   Its *version* is a hash of those fields: the same conversion stores the same blob.
 - state record (JSON, one per task in the project's ``states`` hash): see :class:`EntryState`.
@@ -59,6 +61,8 @@ _STORED_DTYPES: dict[str, np.dtype[Any]] = {
 BLOB_FIELDS = (
     "key", "mask", "dtype", "height", "width", "inst2class", "meta", "source_updated_at",
 )  # fmt: skip
+#: hashed into the version when present only: blobs written before it keep their versions
+OPTIONAL_BLOB_FIELDS = ("image_url",)
 
 
 class StoreError(Exception):
@@ -74,6 +78,7 @@ class StoredEntry:
         inst2class: ``{instance id: class id}``, plain Python ints.
         stale: the last good entry of a task whose latest conversion failed, kept for review
             (``/entries``, previews) but in no snapshot.
+        image_url: the task's image URL, ``None`` in a blob stored before it was kept.
     """
 
     key: str
@@ -82,6 +87,7 @@ class StoredEntry:
     meta: dict[str, Any]
     source_updated_at: str
     stale: bool = False
+    image_url: str | None = None
 
     def payload(self) -> dict[str, Any]:
         """The exact per-image value of the output contract."""
@@ -142,8 +148,10 @@ def text(value: bytes | str | None) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def encode_entry(entry: Entry, source_updated_at: str) -> tuple[str, dict[str, bytes | str | int]]:
-    """``(version, blob fields)`` for ``entry``.
+def encode_entry(
+    entry: Entry, source_updated_at: str, image_url: str | None = None
+) -> tuple[str, dict[str, bytes | str | int]]:
+    """``(version, blob fields)`` for ``entry`` (``image_url``: the task's, when known).
 
     Raises:
         ValueError: the mask is not a non-empty 2-D array of ids in ``0..2**32-1``, or
@@ -167,8 +175,10 @@ def encode_entry(entry: Entry, source_updated_at: str) -> tuple[str, dict[str, b
         "meta": dumps(entry.meta),
         "source_updated_at": source_updated_at,
     }
+    if image_url is not None:
+        fields["image_url"] = image_url
     digest = hashlib.blake2b(digest_size=16)
-    for name in BLOB_FIELDS:
+    for name in (*BLOB_FIELDS, *(f for f in OPTIONAL_BLOB_FIELDS if f in fields)):
         value = fields[name]
         digest.update(value if isinstance(value, bytes) else str(value).encode())
         digest.update(b"\0")
@@ -197,6 +207,7 @@ def decode_entry(where: str, fields: dict[bytes, bytes], stale: bool = False) ->
             meta=meta,
             source_updated_at=raw["source_updated_at"].decode(),
             stale=stale,
+            image_url=text(fields.get(b"image_url")),
         )
     except (KeyError, ValueError, TypeError, AttributeError, zstandard.ZstdError) as exc:
         raise StoreError(f"{where}: stored entry is unreadable ({exc!r})") from exc

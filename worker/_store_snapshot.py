@@ -8,8 +8,10 @@
 2. *Plan*: read only the ``key`` field of each pinned blob. Tasks sharing one image key (failed
    ones under the key their conversion was for) all leave the snapshot and become failures
    naming each other (as in a batch conversion).
-3. *Stream*: read, decode and write one blob at a time with
-   :class:`ls_panoptic.snapshot.StreamWriter`, in task id order.
+3. *Stream*: read, decode and write one blob at a time, in task id order: to the pickle with
+   :class:`ls_panoptic.snapshot.StreamWriter` (:func:`write_snapshot`), or to any
+   :class:`ls_panoptic.writers.EntryWriter` (:func:`snapshot_entries`, used by
+   :mod:`worker.snapshot_formats`).
 
 The sidecar comes from :func:`ls_panoptic.sidecar.build_sidecar`, the batch conversion's own.
 Memory: the pinned manifest (tens of bytes per task) and failures, plus about one decoded entry.
@@ -27,10 +29,10 @@ import redis
 from ls_panoptic.sidecar import Failure, build_sidecar, key_collisions, utc_seconds
 from ls_panoptic.snapshot import StreamWriter
 
-from ._store_codec import StoreError, decode_entry, decode_failure, text
+from ._store_codec import StoredEntry, StoreError, decode_entry, decode_failure, text
 from .keys import Keys
 
-__all__ = ["SnapshotInfo", "snapshot_meta", "write_snapshot"]
+__all__ = ["SnapshotInfo", "pin_snapshot", "snapshot_entries", "snapshot_meta", "write_snapshot"]
 
 _BATCH = 512  # blob fields read per pipeline round trip
 
@@ -58,6 +60,36 @@ class SnapshotInfo:
         return len(self.keys)
 
 
+def pin_snapshot(client: redis.Redis, keys: Keys, project: int) -> SnapshotInfo:
+    """Steps 1 and 2 (see module doc): what a snapshot of the project taken now holds."""
+    created_at = utc_seconds()
+    versions, failed = _pin(client, keys, project)
+    planned, failures = _plan(client, keys, project, versions, failed)
+    return SnapshotInfo(project, created_at, planned, versions, failures)
+
+
+def snapshot_entries(
+    client: redis.Redis, keys: Keys, info: SnapshotInfo
+) -> Iterator[tuple[int, StoredEntry]]:
+    """Step 3 (see module doc): ``(task id, entry)`` of each entry ``info`` pinned, decoded one
+    at a time, in task id order (the order of ``info.keys``); drop each before taking the next.
+
+    Raises:
+        StoreError: a pinned blob is gone (the snapshot outlived the grace period) or corrupt.
+    """
+    for task_id, image_key in info.keys.items():
+        blob = keys.blob(info.project, task_id, info.versions[task_id])
+        fields = client.hgetall(blob)
+        if not fields:
+            raise _vanished(blob)
+        entry = decode_entry(blob, fields)  # type: ignore[arg-type]  # bytes client
+        del fields
+        if entry.key != image_key:
+            raise StoreError(f"{blob}: image key changed under an immutable blob")
+        yield task_id, entry
+        del entry  # the next one is read while only the caller may still hold this one
+
+
 def write_snapshot(client: redis.Redis, keys: Keys, project: int, file: BinaryIO) -> SnapshotInfo:
     """Stream the project's entries, as they are at the call, to ``file`` (see module doc).
 
@@ -67,22 +99,12 @@ def write_snapshot(client: redis.Redis, keys: Keys, project: int, file: BinaryIO
     Raises:
         StoreError: a pinned blob is gone (the snapshot outlived the grace period) or corrupt.
     """
-    created_at = utc_seconds()
-    versions, failed = _pin(client, keys, project)
-    planned, failures = _plan(client, keys, project, versions, failed)
+    info = pin_snapshot(client, keys, project)
     with StreamWriter(file, name=f"snapshot of project {project}") as stream:
-        for task_id, image_key in planned.items():
-            blob = keys.blob(project, task_id, versions[task_id])
-            fields = client.hgetall(blob)
-            if not fields:
-                raise _vanished(blob)
-            entry = decode_entry(blob, fields)  # type: ignore[arg-type]  # bytes client
-            del fields
-            if entry.key != image_key:
-                raise StoreError(f"{blob}: image key changed under an immutable blob")
-            stream.add(image_key, entry.payload())
+        for _task_id, entry in snapshot_entries(client, keys, info):
+            stream.add(entry.key, entry.payload())
             del entry  # keep one decoded entry alive at a time
-    return SnapshotInfo(project, created_at, planned, versions, failures)
+    return info
 
 
 def snapshot_meta(

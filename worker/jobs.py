@@ -86,10 +86,13 @@ def sync_task(project: int, task_id: int) -> str:
     rt.store.index_annotations(project, task_id, ids)
     agreement = _agreement(rt, task, labels)
     try:
-        entry = _convert(rt, task, labels)
-        if entry is None:
+        converted = _convert(rt, task, labels)
+        if converted is None:
             return "empty" if rt.store.mark_empty(project, task_id, observed) else "stale"
-        stored = rt.store.put_entry(project, task_id, entry, observed, config_hash, agreement)
+        entry, url = converted
+        stored = rt.store.put_entry(
+            project, task_id, entry, observed, config_hash, agreement, image_url=url
+        )
         return "ok" if stored else "stale"
     except (LabelStudioUnavailable, LabelStudioAuthError):
         raise
@@ -166,9 +169,9 @@ class _ConversionFailed(Exception):
         self.key = key
 
 
-def _convert(rt: runtime.Runtime, task: Task, labels: LabelSet) -> Entry | None:
-    """The task's entry, ``None`` when it has no usable annotation. The annotation is selected
-    and parsed once: to tell whether the image is needed, and to convert.
+def _convert(rt: runtime.Runtime, task: Task, labels: LabelSet) -> tuple[Entry, str] | None:
+    """The task's entry and image URL, ``None`` when it has no usable annotation. The
+    annotation is selected and parsed once: to tell whether the image is needed, and to convert.
 
     Raises:
         _ConversionFailed: converting the selected annotation failed (see module doc).
@@ -185,14 +188,14 @@ def _convert(rt: runtime.Runtime, task: Task, labels: LabelSet) -> Entry | None:
         url = image_url(task.data, labels.image_value)
         key = image_key(url, options.key, task.id)
         if not conversion.needs_image():  # see module doc
-            return conversion.run(key, labels)
+            return conversion.run(key, labels), url
     except (PanopticError, ValueError) as exc:
         raise _ConversionFailed(exc, conversion.annotation, key) from exc
     with tempfile.TemporaryDirectory(dir=rt.scratch_dir) as folder:
         # not fingerprinted: a download may pass later, a file may be replaced (failure_fingerprint)
         image = rt.labelstudio.image_info(url, Path(folder), task_id=task.id)
         try:
-            return conversion.run(key, labels, image)
+            return conversion.run(key, labels, image), url
         except PanopticError as exc:
             raise _ConversionFailed(exc, conversion.annotation, key) from exc
 

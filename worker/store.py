@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, BinaryIO
 
 from redis.client import Pipeline
@@ -85,18 +85,20 @@ class Store(ProjectIndex, AgreementIndex):
         source_updated_at: str,
         config_hash: str | None = None,
         agreement: TaskAgreement | None = None,
+        image_url: str | None = None,
     ) -> bool:
         """Make ``entry`` the task's current entry; ``False`` when a newer state is stored.
 
         ``config_hash`` names the label config it was converted with (see ``EntryState``);
-        ``agreement`` replaces the task's agreement record (``None``: removed).
+        ``agreement`` replaces the task's agreement record (``None``: removed); ``image_url``:
+        the task's image URL, kept with the entry for snapshots that embed the photo.
 
         Raises:
             ValueError: a bad timestamp, or an entry that cannot be stored (the task is named).
         """
         stamp = _stamp(source_updated_at)
         try:
-            version, fields = encode_entry(entry, source_updated_at)
+            version, fields = encode_entry(entry, source_updated_at, image_url)
         except ValueError as exc:
             raise ValueError(f"task {task_id}: {exc}") from None
         blob = self._keys.blob(project, task_id, version)
@@ -302,6 +304,20 @@ class Store(ProjectIndex, AgreementIndex):
             StoreError: the snapshot outlived the grace period, or an entry is unreadable.
         """
         return _store_snapshot.write_snapshot(self._redis, self._keys, project, file)
+
+    def pin_snapshot(self, project: int) -> SnapshotInfo:
+        """What a snapshot of the project taken now holds (nothing decoded yet): pass it to
+        :meth:`snapshot_entries`. See :mod:`worker._store_snapshot`."""
+        return _store_snapshot.pin_snapshot(self._redis, self._keys, project)
+
+    def snapshot_entries(self, info: SnapshotInfo) -> Iterator[tuple[int, StoredEntry]]:
+        """``(task id, entry)`` of the entries ``info`` pinned, one decoded at a time, in the
+        pickle's order.
+
+        Raises:
+            StoreError: the snapshot outlived the grace period, or an entry is unreadable.
+        """
+        return _store_snapshot.snapshot_entries(self._redis, self._keys, info)
 
     def snapshot_meta(self, project: int, info: SnapshotInfo | None = None) -> dict[str, Any]:
         """The sidecar JSON of ``info``'s snapshot, or of the project as it is now."""

@@ -43,7 +43,7 @@ from cli.convert import run_convert
 from cli.store_cmds import resync, snapshot
 from devstack.labelstudio import LabelStudioServer
 from worker import runtime
-from worker._store_codec import BLOB_FIELDS, decode_entry, text
+from worker._store_codec import BLOB_FIELDS, OPTIONAL_BLOB_FIELDS, decode_entry, text
 from worker.jobqueue import drain
 from worker.keys import Keys
 from worker.settings import Settings
@@ -293,7 +293,8 @@ def assert_manifest_complete(connection: redis.Redis, keys: Keys, project: int) 
         missing = [name for name in BLOB_FIELDS if name.encode() not in fields]
         assert not missing, f"{where}: missing fields {missing}"
         digest = hashlib.blake2b(digest_size=16)
-        for name in BLOB_FIELDS:
+        present = [name for name in OPTIONAL_BLOB_FIELDS if name.encode() in fields]
+        for name in (*BLOB_FIELDS, *present):
             digest.update(fields[name.encode()])
             digest.update(b"\0")
         assert digest.hexdigest() == version, f"{where}: content does not hash to its version"
