@@ -46,6 +46,7 @@ def provenance(
     meta: dict[str, Any] = {
         "task_id": task_id,
         "annotation_id": annotation.id,
+        "completed_by": annotation.completed_by,
         "is_prediction": annotation.is_prediction,
         "updated_at": annotation.updated_at or annotation.created_at,
         "orientation": options.orientation,

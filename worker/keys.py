@@ -17,6 +17,8 @@
     {prefix}:p:{project}:pending:{task}     STRING  coalescing flag (dispatcher)
     {prefix}:p:{project}:event:{task}       STRING  Redis time of the task's latest event (debounce)
     {prefix}:p:{project}:config_checked     STRING  hash of the config last fetched (config_cache)
+    {prefix}:p:{project}:review:...         the review page's index (worker.review_index)
+    {prefix}:p:{project}:thumb:{task}:{ver}:{side}  STRING  cached thumbnail (TTL)
 
 Every key of a project starts with :meth:`Keys.project_prefix`. Ids are non-negative integers
 and versions lower-case hex, checked here, so no caller can smuggle a separator or a glob
@@ -133,3 +135,74 @@ class Keys:
         """STRING: hash of the label config last fetched from Label Studio; its TTL is the
         config cache's lifetime (``LS_PANOPTIC_CONFIG_TTL_S``, :mod:`worker.config_cache`)."""
         return self.project_prefix(project) + "config_checked"
+
+    # The review page's index (worker.review_index): its Lua script appends the suffixes below
+    # to ``review_prefix`` itself (one key per status, class and annotator), so the schema of
+    # these keys is written twice: here and in that script (tests/unit/test_review_keys.py).
+
+    def review_prefix(self, project: int) -> str:
+        """The common start of the review index's keys of ``project``."""
+        return self.project_prefix(project) + "review:"
+
+    def review_rows(self, project: int) -> str:
+        """HASH task id -> compact JSON row of the review grid (``worker.review_index.Row``)."""
+        return self.review_prefix(project) + "rows"
+
+    def review_order(self, project: int, by: str) -> str:
+        """ZSET of the indexed task ids, scored by ``task`` (the id) or ``changed`` (the Redis
+        time of the task's latest state write)."""
+        if by not in ("task", "changed"):
+            raise ValueError(f"review order must be 'task' or 'changed', not {by!r}")
+        return f"{self.review_prefix(project)}order:{by}"
+
+    def review_status(self, project: int, status: str) -> str:
+        """SET of the task ids whose row has ``status`` (``stale``: an error keeping an entry)."""
+        return f"{self.review_prefix(project)}status:{_word(status, 'status')}"
+
+    def review_class(self, project: int, class_id: int) -> str:
+        """SET of the task ids whose entry has at least one segment of ``class_id``."""
+        return f"{self.review_prefix(project)}class:{_id(class_id, 'class id')}"
+
+    def review_annotator(self, project: int, annotator: str) -> str:
+        """SET of the task ids whose entry comes from ``annotator`` (a user id, or ``-``)."""
+        return f"{self.review_prefix(project)}annotator:{_word(annotator, 'annotator')}"
+
+    def review_counts(self, project: int, what: str) -> str:
+        """HASH status, class id or annotator (``what``) -> how many rows have it."""
+        if what not in ("status", "class", "annotator"):
+            raise ValueError(f"review counts are per status, class or annotator, not {what!r}")
+        return f"{self.review_prefix(project)}counts:{what}"
+
+    def review_changes(self, project: int) -> str:
+        """ZSET task id -> sequence number of its latest change (the page's live updates)."""
+        return self.review_prefix(project) + "changes"
+
+    def review_seq(self, project: int) -> str:
+        """STRING counter: the sequence number of the latest change of the index."""
+        return self.review_prefix(project) + "seq"
+
+    def review_built(self, project: int) -> str:
+        """STRING: present once the index holds every state (built lazily; see review_index)."""
+        return self.review_prefix(project) + "built"
+
+    def review_scratch(self, project: int, token: str) -> str:
+        """ZSET, short-lived: one query's filtered tasks (``token``: hex, unique per query)."""
+        if not is_version(token):
+            raise ValueError(f"scratch token must be lower-case hex, not {token!r}")
+        return f"{self.review_prefix(project)}scratch:{token}"
+
+    def thumbnail(self, project: int, task_id: int, version: str, side: int) -> str:
+        """STRING, with a TTL: a JPEG thumbnail of entry ``version`` drawn over its photo."""
+        if not is_version(version):
+            raise ValueError(f"entry version must be lower-case hex, not {version!r}")
+        task, size = _id(task_id, "task id"), _id(side, "thumbnail side")
+        return f"{self.project_prefix(project)}thumb:{task}:{version}:{size}"
+
+
+_WORD = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def _word(value: str, what: str) -> str:
+    if not isinstance(value, str) or not _WORD.fullmatch(value):
+        raise ValueError(f"{what} must be letters, digits, _ or - (at most 64), not {value!r}")
+    return value

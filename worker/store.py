@@ -51,6 +51,7 @@ from ._store_codec import (
 )
 from ._store_projects import ProjectIndex, ProjectRecord, config_hash
 from ._store_snapshot import SnapshotInfo
+from .review_index import queue_reindex
 
 __all__ = [
     "DEFAULT_GRACE_SECONDS",
@@ -236,6 +237,7 @@ class Store(ProjectIndex, AgreementIndex):
             self._queue_agreement(pipe, project, dict.fromkeys(ids), before)
             for where in (manifest, states, self._keys.failures(project)):
                 pipe.hdel(where, *fields)
+            queue_reindex(pipe, self._keys, project, ids)  # the review page's index
             for status, count in gone.items():
                 pipe.hincrby(self._keys.status_counts(project), status, -count)
             pipe.hset(tombstones, mapping=dict.fromkeys(fields, deleted_at))
@@ -399,6 +401,7 @@ class Store(ProjectIndex, AgreementIndex):
             if before is not None:
                 pipe.hincrby(counts, before, -1)
             pipe.hincrby(counts, state.status, 1)
+        queue_reindex(pipe, self._keys, project, [state.task_id])  # the review page's index
 
 
 def _deletion_time(raw: str | None) -> dt.datetime | None:

@@ -1,0 +1,160 @@
+"""The review page's index (worker.review_index) against a real Redis: kept by the store's own
+state writes and deletes, filters, sorting, paging, counts, the change log, and a store written
+before the index existed, indexed lazily."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import redis
+
+from ls_panoptic.model import Entry
+from worker.keys import Keys
+from worker.review_index import ReviewIndex
+from worker.store import Store
+
+P = 3
+
+
+def _entry(task: int, classes: list[int], annotator: int | None = 7) -> Entry:
+    mask = np.zeros((8, 8), dtype=np.uint32)
+    for i in range(len(classes)):
+        mask[i, :] = i + 1
+    inst2class = {i + 1: c for i, c in enumerate(classes)}
+    meta = {
+        "task_id": task,
+        "annotation_id": 100 + task,
+        "completed_by": annotator,
+        "updated_at": f"2024-01-01T00:00:{task % 60:02d}Z",
+        "warnings": ["1 region hidden"],
+    }
+    return Entry(f"img{task}.jpg", mask, inst2class, meta)
+
+
+def _stamp(second: int) -> str:
+    return f"2024-05-01T00:{second // 60:02d}:{second % 60:02d}+00:00"
+
+
+def test_rows_follow_every_kind_of_state_write(store: Store, redis_client: redis.Redis,
+                                               keys: Keys) -> None:  # fmt: skip
+    index = ReviewIndex(redis_client, keys)
+    store.put_entry(P, 1, _entry(1, [0, 0, 2]), _stamp(1))
+    store.put_entry(P, 2, _entry(2, [1, 2], annotator=9), _stamp(1))
+    store.mark_empty(P, 3, _stamp(1))
+    store.record_error(P, 4, "task 4: label 'cat' is not in the label set", _stamp(1))
+
+    page = index.query(P)
+    assert [r.task_id for r in page.rows] == [1, 2, 3, 4]
+    one = page.rows[0]
+    assert (one.status, one.classes, one.annotator, one.key) == (
+        "ok",
+        {0: 2, 2: 1},
+        "7",
+        "img1.jpg",
+    )
+    assert one.annotated_at == "2024-01-01T00:00:01Z" and one.warnings == 1 and one.version
+    assert page.rows[3].status == "error" and "cat" in (page.rows[3].error or "")
+    assert page.status_counts == {"empty": 1, "error": 1, "ok": 2}
+    assert page.class_counts == {0: 1, 1: 1, 2: 2}
+    assert page.annotator_counts == {"7": 1, "9": 1}
+
+    # task 1 fails later: its last good entry stays, shown stale, still counted by class
+    store.record_error(P, 1, "task 1: broken polygon", _stamp(2))
+    row = index.row(P, 1)
+    assert row is not None and row.status == "error" and row.stale and row.classes == {0: 2, 2: 1}
+    assert index.query(P, status="stale").total == 1
+    # mended: ok again, with other classes; the old class sets forget it
+    store.put_entry(P, 1, _entry(1, [1]), _stamp(3))
+    assert index.query(P, class_id=2).total == 1  # only task 2 now
+    assert index.query(P, class_id=0).total == 0
+    assert index.query(P, status="stale").total == 0
+    # an older state is refused by the store, so the index keeps the newer one
+    store.put_entry(P, 1, _entry(1, [0]), _stamp(2))
+    assert index.query(P, class_id=1).total == 2
+
+    store.delete_tasks(P, [2, 3], _stamp(4))
+    page = index.query(P)
+    assert [r.task_id for r in page.rows] == [1, 4]
+    assert page.status_counts == {"error": 1, "ok": 1}
+    assert page.class_counts == {1: 1} and page.annotator_counts == {"7": 1}
+
+
+def test_filters_sort_and_paging(store: Store, redis_client: redis.Redis, keys: Keys) -> None:
+    index = ReviewIndex(redis_client, keys)
+    for task in range(1, 41):
+        if task % 10 == 0:
+            store.record_error(P, task, f"task {task}: bad", _stamp(1))
+        else:
+            store.put_entry(P, task, _entry(task, [task % 3], annotator=task % 2), _stamp(1))
+    page = index.query(P, offset=10, limit=5)
+    assert page.total == 40 and [r.task_id for r in page.rows] == [11, 12, 13, 14, 15]
+    page = index.query(P, descending=True, limit=3)
+    assert [r.task_id for r in page.rows] == [40, 39, 38]
+    page = index.query(P, status="error")
+    assert page.total == 4 and [r.task_id for r in page.rows] == [10, 20, 30, 40]
+    both = index.query(P, class_id=1, annotator="1", limit=100)
+    expected = [t for t in range(1, 41) if t % 10 and t % 3 == 1 and t % 2 == 1]
+    assert [r.task_id for r in both.rows] == expected and both.total == len(expected)
+    assert index.query(P, class_id=1, annotator="1", offset=2, limit=2).total == len(expected)
+    # changed since / sort by change: the latest writes come first
+    time.sleep(0.02)
+    cut = time.time()
+    time.sleep(0.02)
+    store.put_entry(P, 5, _entry(5, [2, 2]), _stamp(9))
+    store.put_entry(P, 17, _entry(17, [0]), _stamp(9))
+    since = index.query(P, changed_since=cut)
+    assert sorted(r.task_id for r in since.rows) == [5, 17] and since.total == 2
+    latest = index.query(P, sort="changed", descending=True, limit=2)
+    assert [r.task_id for r in latest.rows] == [17, 5]
+    assert index.query(P, changed_since=cut, status="error").total == 0
+    # no scratch keys are left behind by the queries
+    assert not list(redis_client.scan_iter(keys.review_prefix(P) + "scratch:*"))
+    assert index.neighbours(P, 17) == (16, 18) and index.neighbours(P, 1) == (None, 2)
+
+
+def test_change_log_gives_what_changed_after_a_cursor(
+    store: Store, redis_client: redis.Redis, keys: Keys
+) -> None:
+    index = ReviewIndex(redis_client, keys)
+    store.put_entry(P, 1, _entry(1, [0]), _stamp(1))
+    store.put_entry(P, 2, _entry(2, [0]), _stamp(1))
+    cursor = index.query(P).seq
+    assert index.changes(P, cursor).rows == []
+    store.record_error(P, 2, "task 2: bad", _stamp(2))
+    store.delete_tasks(P, [1], _stamp(3))
+    changes = index.changes(P, cursor)
+    assert [(r.task_id, r.status) for r in changes.rows] == [(2, "error")]
+    assert changes.gone == [1] and changes.seq > cursor and not changes.reload
+    assert index.changes(P, changes.seq).rows == []
+    assert index.changes(P, changes.seq + 100).reload  # a cursor from a rebuilt index
+
+
+def test_a_store_written_before_the_index_is_indexed_lazily(
+    store: Store, redis_client: redis.Redis, keys: Keys
+) -> None:
+    for task in range(1, 6):
+        store.put_entry(P, task, _entry(task, [task % 2]), _stamp(1))
+    store.record_error(P, 6, "task 6: bad", _stamp(1))
+    # what an older version of the store left: states, no index
+    for key in redis_client.scan_iter(keys.review_prefix(P) + "*"):
+        redis_client.delete(key)
+    index = ReviewIndex(redis_client, keys)
+    page = index.query(P)
+    assert page.total == 6 and page.status_counts == {"error": 1, "ok": 5}
+    assert page.class_counts == {0: 2, 1: 3}
+    assert not index.ensure_built(P)  # once
+    # rebuilding an index that is already right changes no count
+    assert index.rebuild(P) == 6
+    assert index.query(P).class_counts == {0: 2, 1: 3}
+
+
+def test_unreadable_state_records_are_listed_not_fatal(
+    store: Store, redis_client: redis.Redis, keys: Keys
+) -> None:
+    store.put_entry(P, 1, _entry(1, [0]), _stamp(1))
+    redis_client.hset(keys.states(P), "2", b"{not json")
+    index = ReviewIndex(redis_client, keys)
+    index.rebuild(P)
+    page = index.query(P)
+    assert [(r.task_id, r.status) for r in page.rows] == [(1, "ok"), (2, "unreadable")]
