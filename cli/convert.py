@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from ls_panoptic.batch import BatchReport, Outcome, convert_tasks
+from ls_panoptic.batch_pool import default_jobs
 from ls_panoptic.errors import SnapshotError
 from ls_panoptic.labels import (
     LabelSet,
@@ -44,8 +45,10 @@ def run_convert(
     show_progress: bool = True,
     preview: Path | None = None,
     output_format: OutputFormat | None = None,
+    jobs: int = 1,
 ) -> tuple[BatchReport, LabelSet]:
-    """Everything ``convert`` does, callable from other commands (``demo``)."""
+    """Everything ``convert`` does, callable from other commands (``demo``); ``jobs``:
+    worker processes converting images (same output whatever it is)."""
     output_format = output_format or OutputFormat()
     output_format.check(output, images is not None)
     tasks = load_tasks(export)
@@ -79,6 +82,7 @@ def run_convert(
                 source=source,
                 on_outcome=on_outcome,
                 writer=writer,
+                jobs=jobs,
             )
         except SnapshotError as exc:
             raise UsageProblem(str(exc)) from exc
@@ -196,6 +200,16 @@ def run_convert(
     "fails like any other (exit 1, the others are written); guards against pathological "
     "annotations such as polygons with a huge number of vertices.",
 )
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Convert images in N worker processes (default: the CPUs this process may use; "
+    "1: this process alone). The output is the same, byte for byte, whatever N is; memory "
+    "grows with N (each worker holds about one image's masks).",
+)
 @click.option("--strict", is_flag=True, help="Write nothing if any image fails.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def convert(
@@ -214,6 +228,7 @@ def convert(
     key_scheme: Any,
     preview: Path | None,
     time_limit: float | None,
+    jobs: int | None,
     strict: bool,
     quiet: bool,
     output_format: str,
@@ -250,6 +265,7 @@ def convert(
         show_progress=not quiet,
         preview=preview,
         output_format=OutputFormat(output_format, splits, seed, copy_images),
+        jobs=jobs if jobs is not None else default_jobs(),
     )
     print_report(report, labels)
     if report.failures:

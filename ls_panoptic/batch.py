@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -140,12 +140,13 @@ def _convert_one(
     return Outcome(task_id, key, entry=entry, image=info)
 
 
-def _write(writer: EntryWriter, outcome: Outcome) -> Outcome:
-    """Write the outcome's entry; an entry the format cannot hold fails its task."""
+def _write(outcome: Outcome, add: Callable[[Entry, ImageInfo | None], None]) -> Outcome:
+    """Write the outcome's entry (``add``: the writer's ``add`` or ``add_encoded``); an entry
+    the format cannot hold fails its task."""
     if outcome.entry is None:
         return outcome
     try:
-        writer.add(outcome.entry, outcome.image)
+        add(outcome.entry, outcome.image)
     except ImageError as exc:
         exc.in_task(outcome.task_id)
         return Outcome(
@@ -196,11 +197,14 @@ def convert_tasks(
     source: str = "export",
     on_outcome: Callable[[Outcome], None] | None = None,
     writer: EntryWriter | None = None,
+    jobs: int = 1,
 ) -> BatchReport:
     """Convert ``tasks`` into the snapshot ``output`` and its sidecar; see module docstring.
 
     ``writer``: where entries go (default: the pickle ``output``, :class:`PickleWriter`); its
-    ``output`` and ``sidecar`` are the report's.
+    ``output`` and ``sidecar`` are the report's. ``jobs``: worker processes converting images
+    (1: this process alone); the output is the same bytes whatever it is
+    (:mod:`ls_panoptic.batch_pool`), and ``on_outcome`` sees the outcomes in input order.
     """
     writer = writer if writer is not None else PickleWriter(output)
     report = BatchReport(output=writer.output, sidecar=writer.sidecar)
@@ -212,19 +216,18 @@ def convert_tasks(
         return report
     failed = {f.task_id for f in key_failures}
     metas: dict[str, Any] = {}
-    scratch = Scratch()  # entries are written before the next conversion reuses it
+    jobs = min(jobs, len(keys))  # no idle workers to start for a few images
+
+    def planned_tasks() -> Iterator[tuple[Task, _Planned | None]]:
+        for index, task in enumerate(tasks):
+            planned = keys.pop(index, None)  # once converted, its parse can go
+            if planned is None and task.id in failed:
+                continue
+            yield task, planned
+
     try:
         with writer as sink:
-            for index, task in enumerate(tasks):
-                planned = keys.pop(index, None)  # once converted, its parse can go
-                if planned is None and task.id in failed:
-                    continue
-                outcome = (
-                    _convert_one(planned, labels, images, scratch)
-                    if planned
-                    else Outcome(task.id, None, skipped=f"task {task.id}: no usable annotation")
-                )
-                outcome = _write(sink, outcome)
+            for outcome in _outcomes(planned_tasks(), labels, images, sink, jobs):
                 _tally(report, outcome)
                 if on_outcome:
                     on_outcome(outcome)
@@ -237,6 +240,41 @@ def convert_tasks(
         return report
     write_json_atomic(report.sidecar, _sidecar(labels, options, source, report, metas))
     return report
+
+
+def _no_annotation(task: Task) -> Outcome:
+    return Outcome(task.id, None, skipped=f"task {task.id}: no usable annotation")
+
+
+def _outcomes(
+    planned_tasks: Iterator[tuple[Task, _Planned | None]],
+    labels: LabelSet,
+    images: ImageIndex | None,
+    writer: EntryWriter,
+    jobs: int,
+) -> Iterator[Outcome]:
+    """Each task's outcome, in order, its entry written: converted here (``jobs`` 1) or in
+    ``jobs`` worker processes, the writer's encoder run there too."""
+    if jobs <= 1:
+        scratch = Scratch()  # entries are written before the next conversion reuses it
+        for task, planned in planned_tasks:
+            outcome = (
+                _convert_one(planned, labels, images, scratch) if planned else _no_annotation(task)
+            )
+            yield _write(outcome, writer.add)
+        return
+    from .batch_pool import Worker, run_in_pool  # multiprocessing only when asked
+
+    worker = Worker(labels, images, writer.encoder(), _convert_one, _failed)
+    for task, outcome, encoded in run_in_pool(worker, planned_tasks, jobs):
+        if outcome is None:
+            yield _no_annotation(task)
+            continue
+
+        def add(entry: Entry, image: ImageInfo | None, encoded: Any = encoded) -> None:
+            writer.add_encoded(entry, image, encoded)
+
+        yield _write(outcome, add)
 
 
 class _Abort(Exception):

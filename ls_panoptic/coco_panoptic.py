@@ -31,7 +31,8 @@ categories 1..4). :func:`read_coco_panoptic` subtracts the 1 again.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -118,6 +119,45 @@ def categories(id2label: Mapping[int, str], stuff_ids: frozenset[int]) -> list[d
     ]
 
 
+def _segments(entry: Entry) -> list[dict[str, Any]]:
+    """The entry's ``segments_info``, in inst2class order (so it reads back as the pickle's)."""
+    stats = segment_stats(entry.panoptic_mask)
+    at = {int(seg): n for n, seg in enumerate(stats.ids)}
+    return [
+        {
+            "id": seg,
+            "category_id": class_id + 1,
+            "area": int(stats.areas[at[seg]]),
+            "bbox": [int(v) for v in stats.boxes[at[seg]]],
+            "iscrowd": 0,
+        }
+        for seg, class_id in entry.inst2class.items()
+    ]
+
+
+@dataclass(frozen=True)
+class _CocoEncoder:
+    """What :class:`CocoPanopticWriter` does per entry without its state (a worker process
+    runs it): the photo to copy, ``segments_info`` and the segment PNG."""
+
+    copy_images: bool
+    orientation: Orientation
+
+    def photo(self, image: ImageInfo | None) -> bytes | None:
+        """The photo's bytes to copy (``None`` without ``--copy-images``); read here, so that
+        an unreadable photo fails its own image only."""
+        if not self.copy_images:
+            return None
+        if image is None:
+            raise ImageError("--copy-images needs the image; it is not among the images given")
+        return displayed_photo(image, self.orientation)[0]
+
+    def __call__(
+        self, entry: Entry, image: ImageInfo | None
+    ) -> tuple[bytes | None, list[dict[str, Any]], bytes]:
+        return self.photo(image), _segments(entry), encode_segment_png(entry.panoptic_mask)
+
+
 class CocoPanopticWriter(FolderWriter):
     """Writes the folder described above; an :class:`~ls_panoptic.writers.EntryWriter`.
 
@@ -150,6 +190,25 @@ class CocoPanopticWriter(FolderWriter):
         self._masks: dict[str, str] = {}  # mask path -> image key, to refuse a clash
 
     def add(self, entry: Entry, image: ImageInfo | None) -> None:
+        photo = _CocoEncoder(self._copy_images, self._orientation).photo(image)
+        segments = _segments(entry)
+        bgr = segment_bgr(entry.panoptic_mask)  # its own copy: the next conversion reuses the mask
+        self._add(entry, segments, lambda: encode_png(bgr), photo)
+
+    def encoder(self) -> _CocoEncoder:
+        return _CocoEncoder(self._copy_images, self._orientation)
+
+    def add_encoded(self, entry: Entry, image: ImageInfo | None, encoded: Any) -> None:
+        photo, segments, png = encoded
+        self._add(entry, segments, lambda: png, photo)
+
+    def _add(
+        self,
+        entry: Entry,
+        segments: list[dict[str, Any]],
+        png: Callable[[], bytes],
+        photo: bytes | None,
+    ) -> None:
         split = split_of(entry.key, self._splits, self._seed)
         mask_name = PurePosixPath(entry.key).with_suffix(".png").as_posix()
         taken = self._masks.get(f"{split}/{mask_name}")
@@ -159,44 +218,27 @@ class CocoPanopticWriter(FolderWriter):
                 "(COCO names masks <image stem>.png)",
                 remedy=Remedy.KEY,
             )
-        if self._copy_images and image is None:
-            raise ImageError("--copy-images needs the image; it is not among the images given")
-        # read here, so that an unreadable photo fails its own image only
-        photo = (
-            displayed_photo(image, self._orientation)[0] if image and self._copy_images else None
-        )
         self._masks[f"{split}/{mask_name}"] = entry.key
-        self._record(split, entry, mask_name)
-        bgr = segment_bgr(entry.panoptic_mask)  # its own copy: the next conversion reuses the mask
-        self._work.submit(lambda: self._write_files(split, entry.key, mask_name, bgr, photo))
+        self._record(split, entry, mask_name, segments)
+        self._work.submit(lambda: self._write_files(split, entry.key, mask_name, png(), photo))
 
     def _write_files(
-        self, split: str, key: str, mask_name: str, bgr: npt.NDArray[np.uint8], photo: bytes | None
+        self, split: str, key: str, mask_name: str, png: bytes, photo: bytes | None
     ) -> None:
         masks = self._root / "annotations" / f"panoptic_{split}"
-        write_file(masks / mask_name, encode_png(bgr))
+        write_file(masks / mask_name, png)
         if photo is not None:
             write_file(self._root / "images" / split / key, photo)
 
-    def _record(self, split: str, entry: Entry, mask_name: str) -> None:
+    def _record(
+        self, split: str, entry: Entry, mask_name: str, segments: list[dict[str, Any]]
+    ) -> None:
         doc = self._json.setdefault(split, {"images": [], "annotations": []})
         image_id = len(doc["images"]) + 1
         height, width = entry.panoptic_mask.shape
         doc["images"].append(
             {"id": image_id, "file_name": entry.key, "height": height, "width": width}
         )
-        stats = segment_stats(entry.panoptic_mask)
-        at = {int(seg): n for n, seg in enumerate(stats.ids)}
-        segments = [  # in inst2class order, so it reads back as the pickle's
-            {
-                "id": seg,
-                "category_id": class_id + 1,
-                "area": int(stats.areas[at[seg]]),
-                "bbox": [int(v) for v in stats.boxes[at[seg]]],
-                "iscrowd": 0,
-            }
-            for seg, class_id in entry.inst2class.items()
-        ]
         doc["annotations"].append(
             {"image_id": image_id, "file_name": mask_name, "segments_info": segments}
         )

@@ -125,6 +125,69 @@ class _Split:
     pixels: dict[int, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class _Encoded:
+    """One row's encoded parts (:class:`_HFEncoder`)."""
+
+    photo: bytes
+    photo_name: str
+    png: bytes
+    png_name: str
+    pixels: dict[int, int]  # class id -> pixels, in inst2class order of first class
+
+
+@dataclass(frozen=True)
+class _HFEncoder:
+    """What :class:`HFDatasetWriter` does per entry without its state (a worker process runs
+    it): the checks, the photo, the annotation PNG and the class shares."""
+
+    orientation: Orientation
+
+    def check(
+        self, entry: Entry, image: ImageInfo | None
+    ) -> tuple[tuple[bytes, str], npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
+        """The photo and suffix, and 8-bit copies of the ids and of the classes by id.
+
+        Raises:
+            ImageError: no photo, an unreadable one, or an instance id above 255.
+        """
+        if image is None:
+            raise ImageError(
+                "--format hf needs the photo, and it is not among the images given (--images)"
+            )
+        top = max(entry.inst2class)
+        if top > MAX_CHANNEL_ID:
+            raise ImageError(
+                f"instance id {top} does not fit the 8-bit instance channel of --format hf's "
+                f"annotation PNG (ids 1..{MAX_CHANNEL_ID}); write --format coco-panoptic or "
+                "pickle, which have no such limit"
+            )
+        photo = displayed_photo(image, self.orientation)
+        ids = entry.panoptic_mask.astype(np.uint8)
+        lut = np.zeros(256, dtype=np.uint8)
+        lut[list(entry.inst2class)] = list(entry.inst2class.values())
+        classes: npt.NDArray[np.uint8] = cv2.LUT(ids, lut)  # type: ignore[assignment]
+        return photo, ids, classes
+
+    def encode(
+        self,
+        entry: Entry,
+        photo: tuple[bytes, str],
+        ids: npt.NDArray[np.uint8],
+        classes: npt.NDArray[np.uint8],
+    ) -> _Encoded:
+        stats = segment_stats(ids)
+        pixels = dict.fromkeys(entry.inst2class.values(), 0)
+        for seg, area in zip(stats.ids.tolist(), stats.areas.tolist(), strict=True):
+            pixels[entry.inst2class[seg]] += area
+        stem = PurePosixPath(entry.key).stem
+        png = encode_png(annotation_bgr(ids, classes))
+        return _Encoded(photo[0], stem + photo[1], png, stem + ".png", pixels)
+
+    def __call__(self, entry: Entry, image: ImageInfo | None) -> _Encoded:
+        return self.encode(entry, *self.check(entry, image))
+
+
 class HFDatasetWriter(FolderWriter):
     """Writes the folder described above; an :class:`~ls_panoptic.writers.EntryWriter`.
 
@@ -161,53 +224,32 @@ class HFDatasetWriter(FolderWriter):
         (self._root / "data").mkdir()
 
     def add(self, entry: Entry, image: ImageInfo | None) -> None:
-        if image is None:
-            raise ImageError(
-                "--format hf needs the photo, and it is not among the images given (--images)"
-            )
-        top = max(entry.inst2class)
-        if top > MAX_CHANNEL_ID:
-            raise ImageError(
-                f"instance id {top} does not fit the 8-bit instance channel of --format hf's "
-                f"annotation PNG (ids 1..{MAX_CHANNEL_ID}); write --format coco-panoptic or "
-                "pickle, which have no such limit"
-            )
-        photo, suffix = displayed_photo(image, self._orientation)
+        encoder = self.encoder()
+        photo, ids, classes = encoder.check(entry, image)  # 8-bit copies: the mask is reused
+        self._work.submit(lambda: self._append(entry, encoder.encode(entry, photo, ids, classes)))
+
+    def encoder(self) -> _HFEncoder:
+        return _HFEncoder(self._orientation)
+
+    def add_encoded(self, entry: Entry, image: ImageInfo | None, encoded: Any) -> None:
+        self._work.submit(lambda: self._append(entry, encoded))
+
+    def _append(self, entry: Entry, encoded: _Encoded) -> None:
         split = self._splits[split_of(entry.key, self._fractions, self._seed)]
-        # 8-bit copies (the next conversion reuses the entry's mask): ids, and classes by id
-        ids = entry.panoptic_mask.astype(np.uint8)
-        lut = np.zeros(256, dtype=np.uint8)
-        lut[list(entry.inst2class)] = list(entry.inst2class.values())
-        classes: npt.NDArray[np.uint8] = cv2.LUT(ids, lut)  # type: ignore[assignment]
-        stats = segment_stats(ids)
-        pixels = dict.fromkeys(entry.inst2class.values(), 0)
-        for seg, area in zip(stats.ids.tolist(), stats.areas.tolist(), strict=True):
-            pixels[entry.inst2class[seg]] += area
         row = {
-            "image": {"bytes": photo, "path": PurePosixPath(entry.key).stem + suffix},
+            "image": {"bytes": encoded.photo, "path": encoded.photo_name},
+            "annotation": {"bytes": encoded.png, "path": encoded.png_name},
             "semantic_class_to_id": self._labels,
             "image_name": entry.key,
             "task_id": entry.meta.get("task_id"),
             "inst2class": [{"instance_id": i, "class_id": c} for i, c in entry.inst2class.items()],
             "id2label": {str(i): label for i, label in self._id2label.items()},
         }
-        self._work.submit(lambda: self._encode(split, row, ids, classes, pixels))
-
-    def _encode(
-        self,
-        split: _Split,
-        row: dict[str, Any],
-        ids: npt.NDArray[np.uint8],
-        classes: npt.NDArray[np.uint8],
-        pixels: dict[int, int],
-    ) -> None:
-        png = encode_png(annotation_bgr(ids, classes))
-        row["annotation"] = {"bytes": png, "path": PurePosixPath(row["image_name"]).stem + ".png"}
-        for class_id, area in pixels.items():
+        for class_id, area in encoded.pixels.items():
             split.pixels[class_id] = split.pixels.get(class_id, 0) + area
         split.rows.append(self._row_table(row))
         split.count += 1
-        split.buffered += len(png) + len(row["image"]["bytes"])
+        split.buffered += len(encoded.png) + len(encoded.photo)
         if split.buffered >= _ROW_GROUP_BYTES:
             self._flush(split)
 

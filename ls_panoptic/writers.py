@@ -13,6 +13,13 @@ writer says. Three writers exist:
 
 A writer may refuse one entry with an :class:`~ls_panoptic.errors.ImageError` (an 8-bit
 channel cannot hold id 300): that image fails as any other, and the rest are written.
+
+Parallel conversion (``convert --jobs N``, :mod:`ls_panoptic.batch_pool`) splits ``add`` in
+two: the writer's :meth:`~EntryWriter.encoder` (a picklable function of one entry and its
+image: PNG encoding, segment statistics, reading the photo) runs in the worker process that
+converted the entry, and :meth:`~EntryWriter.add_encoded` takes its result in the parent, in
+input order. ``add(entry, image)`` and ``add_encoded(entry, image, encoder(entry, image))``
+write the same bytes.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol
+from typing import Any, Protocol
 
 from .errors import SnapshotError
 from .images import ImageInfo
@@ -32,6 +39,7 @@ from .snapshot import SnapshotWriter, sidecar_path
 __all__ = [
     "FOLDER_SIDECAR",
     "BackgroundWork",
+    "Encoder",
     "EntryWriter",
     "FolderWriter",
     "PickleWriter",
@@ -41,6 +49,11 @@ __all__ = [
 
 #: the sidecar's name inside a folder output
 FOLDER_SIDECAR = "ls-panoptic.meta.json"
+
+
+#: a writer's per-entry work that needs no writer state: runs in a worker process, its result
+#: (picklable) goes to :meth:`EntryWriter.add_encoded`; raises ImageError as ``add`` does
+Encoder = Callable[[Entry, ImageInfo | None], Any]
 
 
 class EntryWriter(Protocol):
@@ -61,6 +74,12 @@ class EntryWriter(Protocol):
         Raises:
             ImageError: this entry cannot be written in this format (the others still are).
         """
+
+    def encoder(self) -> Encoder | None:
+        """The part of :meth:`add` a worker process can do (``None``: nothing to do there)."""
+
+    def add_encoded(self, entry: Entry, image: ImageInfo | None, encoded: Any) -> None:
+        """As :meth:`add`, given ``encoder()(entry, image)`` (``None`` without an encoder)."""
 
     def __exit__(
         self,
@@ -84,6 +103,12 @@ class PickleWriter:
 
     def add(self, entry: Entry, image: ImageInfo | None) -> None:
         self._snapshot.add(entry.key, entry.payload())
+
+    def encoder(self) -> Encoder | None:
+        return None  # the pickle is the mask itself
+
+    def add_encoded(self, entry: Entry, image: ImageInfo | None, encoded: Any) -> None:
+        self.add(entry, image)
 
     def __exit__(
         self,
@@ -176,7 +201,8 @@ class BackgroundWork:
 class FolderWriter:
     """What the folder formats share: the folder staged (:class:`StagedFolder`), encoding in
     the background (:class:`BackgroundWork`), commit on a clean exit, abort otherwise.
-    Subclasses add ``add`` and may override :meth:`_begin`, :meth:`_finish`, :meth:`_close`."""
+    Subclasses add ``add``, ``encoder`` and ``add_encoded`` and may override :meth:`_begin`,
+    :meth:`_finish`, :meth:`_close`."""
 
     def __init__(self, folder: Path) -> None:
         self._staged = StagedFolder(folder)
@@ -186,6 +212,14 @@ class FolderWriter:
 
     def add(self, entry: Entry, image: ImageInfo | None) -> None:
         """As :meth:`EntryWriter.add`."""
+        raise NotImplementedError
+
+    def encoder(self) -> Encoder | None:
+        """As :meth:`EntryWriter.encoder`."""
+        raise NotImplementedError
+
+    def add_encoded(self, entry: Entry, image: ImageInfo | None, encoded: Any) -> None:
+        """As :meth:`EntryWriter.add_encoded`."""
         raise NotImplementedError
 
     def _begin(self) -> None:
