@@ -11,6 +11,7 @@ Routes::
     GET  /projects/<id>/entries/<task>/preview.png  API_TOKEN  one entry drawn (api)
     POST /projects/<id>/resync             API_TOKEN       reconcile with Label Studio (api)
     GET  /projects/<id>/agreement          API_TOKEN       PQ between annotations (agreement)
+    GET  /projects/<id>/review[/...]       API_TOKEN       the review page, Basic ok (review)
     GET  /metrics                          open            Prometheus text (metrics)
          /rq/...                           API_TOKEN       rq-dashboard (dashboard)
 
@@ -31,7 +32,7 @@ from worker.keys import Keys
 from worker.settings import Settings
 from worker.store import Store
 
-from . import agreement, api, metrics, mlbackend, webhooks
+from . import agreement, api, metrics, mlbackend, review, webhooks
 from .auth import TokenGuard
 from .dashboard import mount_dashboard
 from .errors import register_error_handlers
@@ -75,7 +76,7 @@ def create_app(settings: Settings, redis: Redis | None = None) -> Flask:
     app.before_request(_start_timer)  # first: the other hooks may refuse the request
     app.after_request(_log_request)
     register_error_handlers(app)
-    for module in (webhooks, mlbackend, api, agreement, metrics):
+    for module in (webhooks, mlbackend, api, agreement, metrics, review):
         app.register_blueprint(module.blueprint)
     mount_dashboard(app, connection, settings.redis_url)
     _warn_if_open(settings)

@@ -198,6 +198,14 @@ class Keys:
         task, size = _id(task_id, "task id"), _id(side, "thumbnail side")
         return f"{self.project_prefix(project)}thumb:{task}:{version}:{size}"
 
+    def review_photo(self, project: int, task_id: int, version: str, side: int) -> str:
+        """STRING, with a TTL: the photo alone (JPEG) at the size of entry ``version``'s mask
+        sampled to ``side`` (the review's detail view draws the entry over it itself)."""
+        if not is_version(version):
+            raise ValueError(f"entry version must be lower-case hex, not {version!r}")
+        task, size = _id(task_id, "task id"), _id(side, "photo side")
+        return f"{self.project_prefix(project)}photo:{task}:{version}:{size}"
+
 
 _WORD = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
