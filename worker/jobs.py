@@ -19,19 +19,11 @@ with its state.
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
-from ls_panoptic.comparisons import compare_task, stuff_ids
-from ls_panoptic.convert import Conversion
 from ls_panoptic.errors import PanopticError
-from ls_panoptic.labels import LabelSet
-from ls_panoptic.model import Annotation, Entry, Task
-from ls_panoptic.naming import image_key, image_url
-from ls_panoptic.sidecar import failure_message
 
 from . import reconcile, runtime
 from .labelstudio import (
@@ -40,8 +32,7 @@ from .labelstudio import (
     LabelStudioNotFound,
     LabelStudioUnavailable,
 )
-from .remedies import service_remedy
-from .store import TaskAgreement
+from .outcome import task_outcome
 
 __all__ = [
     "drop_annotations",
@@ -82,38 +73,23 @@ def sync_task(project: int, task_id: int) -> str:
     except LabelStudioError as exc:  # e.g. task data the client cannot use: a retry won't help
         rt.store.record_error(project, task_id, str(exc), observed)
         return "error"
-    ids = [a.id for a in task.annotations if a.id is not None]
-    rt.store.index_annotations(project, task_id, ids)
-    agreement = _agreement(rt, task, labels)
-    try:
-        converted = _convert(rt, task, labels)
-        if converted is None:
-            return "empty" if rt.store.mark_empty(project, task_id, observed) else "stale"
-        entry, url = converted
-        stored = rt.store.put_entry(
-            project, task_id, entry, observed, config_hash, agreement, image_url=url
-        )
-        return "ok" if stored else "stale"
-    except (LabelStudioUnavailable, LabelStudioAuthError):
-        raise
-    except _ConversionFailed as failed:  # fingerprinted: reconcile.failure_fingerprint
-        message = failure_message(task_id, failed.cause)  # the batch's words, for live = batch
-        fingerprint = reconcile.failure_fingerprint(
-            task, failed.annotation, config_hash, rt.options
-        )
-        remedy = _remedy(failed.cause)
+    result = task_outcome(rt, project, task, labels, config_hash)
+    assert result is not None  # the image is downloaded when needed
+    rt.store.index_annotations(project, task_id, result.annotation_ids)
+    if result.status == "empty":
+        return "empty" if rt.store.mark_empty(project, task_id, observed) else "stale"
+    if result.status == "error":
         rt.store.record_error(
-            project, task_id, message, observed, fingerprint, failed.key, remedy, agreement
-        )
-        _log_failure(project, message, failed.cause)
+            project, task_id, result.message, observed, result.fingerprint, result.key,
+            result.remedy, result.agreement,
+        )  # fmt: skip
         return "error"
-    except (PanopticError, LabelStudioError, ValueError) as exc:  # a retry may mend these
-        message = failure_message(task_id, exc)
-        rt.store.record_error(
-            project, task_id, message, observed, remedy=_remedy(exc), agreement=agreement
-        )
-        _log_failure(project, message, exc)
-        return "error"
+    assert result.entry is not None
+    stored = rt.store.put_entry(
+        project, task_id, result.entry, observed, config_hash, result.agreement,
+        image_url=result.image_url,
+    )  # fmt: skip
+    return "ok" if stored else "stale"
 
 
 def drop_tasks(project: int, task_ids: list[int]) -> int:
@@ -153,79 +129,3 @@ def resync_all() -> dict[str, Any]:
     jobs = [rt.dispatcher.resync_project(project) for project in projects]
     following = rt.dispatcher.schedule_resync_all(rt.settings.resync_interval)
     return {"projects": projects, "jobs": jobs, "next": following}
-
-
-class _ConversionFailed(Exception):
-    """The conversion of the selected ``annotation`` failed (``cause``): the same inputs would
-    fail the same way (its fingerprint is taken only then, off the successful path). ``key``:
-    the image key it was for (``None`` when the image URL gave none), which snapshots list."""
-
-    def __init__(
-        self, cause: PanopticError | ValueError, annotation: Annotation, key: str | None
-    ) -> None:
-        super().__init__(str(cause))
-        self.cause = cause
-        self.annotation = annotation
-        self.key = key
-
-
-def _convert(rt: runtime.Runtime, task: Task, labels: LabelSet) -> tuple[Entry, str] | None:
-    """The task's entry and image URL, ``None`` when it has no usable annotation. The
-    annotation is selected and parsed once: to tell whether the image is needed, and to convert.
-
-    Raises:
-        _ConversionFailed: converting the selected annotation failed (see module doc).
-        LabelStudioError: downloading the image failed (subclasses as for any call).
-        PanopticError: the image file is not a readable image.
-        ValueError: the annotation policy is unusable.
-    """
-    options = rt.options
-    conversion = Conversion.of(task, options)
-    if conversion is None:
-        return None
-    key: str | None = None
-    try:
-        url = image_url(task.data, labels.image_value)
-        key = image_key(url, options.key, task.id)
-        if not conversion.needs_image():  # see module doc
-            return conversion.run(key, labels), url
-    except (PanopticError, ValueError) as exc:
-        raise _ConversionFailed(exc, conversion.annotation, key) from exc
-    with tempfile.TemporaryDirectory(dir=rt.scratch_dir) as folder:
-        # not fingerprinted: a download may pass later, a file may be replaced (failure_fingerprint)
-        image = rt.labelstudio.image_info(url, Path(folder), task_id=task.id)
-        try:
-            return conversion.run(key, labels, image), url
-        except PanopticError as exc:
-            raise _ConversionFailed(exc, conversion.annotation, key) from exc
-
-
-def _agreement(rt: runtime.Runtime, task: Task, labels: LabelSet) -> TaskAgreement | None:
-    """The PQ of each pair of the task's usable annotations, each converted as
-    ``ls-panoptic agreement`` converts it without ``--images`` (sizes from the results);
-    ``None`` with fewer than two, at no cost. Advisory: an annotation that fails to convert
-    only loses its pairs (logged), and nothing here fails the sync."""
-    if sum(not a.was_cancelled for a in task.annotations) < 2:
-        return None
-    try:
-        compared = compare_task(task, labels, rt.options)
-    except (PanopticError, ValueError) as exc:
-        compared = None
-        log.info("agreement skipped task=%s: %s", task.id, exc)
-    for failure in compared.failures if compared else ():
-        log.info("agreement: %s", failure.message)
-    if not compared or not compared.comparisons:
-        return None
-    return TaskAgreement(compared.comparisons, stuff_ids(labels, rt.options))
-
-
-def _remedy(exc: BaseException) -> str | None:
-    """The ``Remedy`` of a core error, as the store keeps it (``EntryState.remedy``)."""
-    remedy = exc.remedy if isinstance(exc, PanopticError) else None
-    return None if remedy is None else remedy.value
-
-
-def _log_failure(project: int, message: str, exc: BaseException) -> None:
-    """A recorded failure, with what an operator can do about it (:mod:`worker.remedies`)."""
-    advice = service_remedy(exc)
-    log.warning("sync failed project=%d %s%s", project, message, f"; {advice}" if advice else "")

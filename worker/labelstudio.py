@@ -16,9 +16,10 @@ reuse the SDK's header, so both kinds work there too.
 Tasks are read with ``resolve_uri=false``: ``data`` keeps the URLs as stored, as in an export, so
 image keys match a batch conversion. :meth:`LabelStudio.list_tasks` pages by task id (``id >
 last``, ordered by id): tasks created or deleted meanwhile never shift a page. A listed task whose
-data this client cannot use is yielded as an :class:`UnusableTask` (its id and what is wrong)
-instead of raising, so one malformed task never hides the others; a failure of the listing
-itself (network, HTTP status, an answer that is not Label Studio's) raises as any call does.
+data this client cannot use is yielded as an :class:`UnusableTask` (its id and what is wrong),
+one the listing gives incomplete as a :class:`PartialTask`, instead of raising, so one
+malformed task never hides the others; a failure of the listing itself (network, HTTP status,
+an answer that is not Label Studio's) raises as any call does.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ __all__ = [
     "LabelStudioError",
     "LabelStudioNotFound",
     "LabelStudioUnavailable",
+    "PartialTask",
     "ProjectInfo",
     "UnusableTask",
 ]
@@ -113,6 +115,13 @@ class UnusableTask:
 
     id: int
     error: str
+
+
+@dataclass(frozen=True)
+class PartialTask(UnusableTask):
+    """A listed task whose listing disagrees with its own counts (``annotations_ids``,
+    ``total_predictions``): the listing may have left annotations or predictions out, so only
+    a pull (``get_task``) gives it whole. ``error`` says what disagreed."""
 
 
 class LabelStudio:
@@ -368,11 +377,34 @@ def _task(data: Mapping[str, Any]) -> Task:
 
 
 def _listed(task_id: int, data: Mapping[str, Any]) -> Task | UnusableTask:
-    """A listed task, or what is wrong with it (the message ``get_task`` raises for it)."""
+    """A listed task, or what is wrong with it (the message ``get_task`` raises for it), or
+    a :class:`PartialTask`."""
     try:
-        return _task(data)
+        task = _task(data)
     except LabelStudioError as exc:
         return UnusableTask(task_id, str(exc))
+    partial = _partial(data)
+    return PartialTask(task_id, f"task {task_id}: {partial}") if partial else task
+
+
+def _partial(data: Mapping[str, Any]) -> str | None:
+    """What shows the listed task incomplete: its annotations are not the ``annotations_ids``
+    it lists, or its predictions fewer than ``total_predictions`` (fields of Label Studio's
+    task listing; a listing without them is taken as whole)."""
+    listed = data.get("annotations_ids")
+    annotations = data.get("annotations") or []
+    if isinstance(listed, str) and isinstance(annotations, list):
+        expected = sorted(int(part) for part in listed.split(",") if part.strip().isdigit())
+        got = sorted(
+            a["id"] for a in annotations if isinstance(a, Mapping) and type(a.get("id")) is int
+        )
+        if expected != got:
+            return f"the listing gave annotations {got}, the task has {expected}"
+    total = data.get("total_predictions")
+    predictions = data.get("predictions") or []
+    if type(total) is int and isinstance(predictions, list) and len(predictions) < total:
+        return f"the listing gave {len(predictions)} of {total} predictions"
+    return None
 
 
 def _body(response: httpx.Response) -> object:

@@ -6,9 +6,18 @@ label config (a change re-converts every task), syncs every task :func:`needs_sy
 drops the tasks Label Studio no longer lists. A failure of the listing itself (Label Studio
 unreachable, an HTTP error) fails the resync, which rq retries; nothing is dropped then.
 
-Syncs are enqueued through the :class:`~worker.dispatcher.Dispatcher` (coalesced with webhook
-events); the jobs pull each task again, so a task changed during the listing still ends up in
-its latest state. One task's sync takes its label config from :func:`project_labels`.
+The listing carries each task's annotations, so a task to sync is converted from it, in the
+resync, the way a sync job converts a pulled one (:func:`worker.outcome.task_outcome`), and
+stored :data:`BATCH` tasks per transaction (:meth:`worker.store.Store.put_outcomes`). Its
+state is stamped with the Redis time taken *before* the listing page that carried it was
+requested, as a sync job stamps its pull: a webhook's job that pulls later stamps later, so an
+older listing never overwrites what it stored, and whatever the listing stored is overwritten
+by the next pull. A task is left to a sync job (enqueued through the
+:class:`~worker.dispatcher.Dispatcher`, coalesced with webhook events; it pulls the task
+again) where the listing may be stale or is not enough: an event for it is pending (its job
+will pull a newer state anyway), the listing gave it incomplete or unusable
+(:class:`~worker.labelstudio.UnusableTask`), or its mask needs the image. One task's sync takes
+its label config from :func:`project_labels`.
 """
 
 from __future__ import annotations
@@ -17,13 +26,19 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
-from typing import Any, Literal
+import math
+import time
+from collections.abc import Iterator
+from typing import Any, Literal, TypeVar
 
+from ls_panoptic.compose import Scratch
 from ls_panoptic.labels import LabelSet, labelset_from_config
 from ls_panoptic.model import Annotation, ConvertOptions, Task
 from ls_panoptic.selection import select_annotation
 from ls_panoptic.tasks import parse_timestamp
 
+from . import outcome
+from ._store_batch import TaskWrite
 from .labelstudio import LabelStudioNotFound, UnusableTask
 from .runtime import Runtime
 from .store import EntryState, config_hash
@@ -31,6 +46,10 @@ from .store import EntryState, config_hash
 #: seconds a deleted task's tombstone is kept: far longer than any sync job may run
 #: (``jobqueue.sync_timeout``), the only writer it guards against
 TOMBSTONE_SECONDS = 24 * 3600
+#: listed tasks converted, then stored in one transaction
+BATCH = 100
+#: seconds a listing stamp is reused for (see ``_stamped``)
+STAMP_SECONDS = 0.5
 
 __all__ = [
     "ConfigChange",
@@ -43,6 +62,7 @@ __all__ = [
 ]
 
 ConfigChange = Literal["new", "changed", "same"]
+_T = TypeVar("_T")
 
 
 def refresh_project(runtime: Runtime, project: int) -> tuple[LabelSet, ConfigChange, str]:
@@ -101,12 +121,14 @@ def resync(runtime: Runtime, project: int, *, force: bool = False) -> dict[str, 
     """Compare Label Studio with the store for ``project`` and repair it (see module doc).
 
     ``force`` re-syncs every task with an annotation or an entry (a rebuild). Returns a
-    JSON-serialisable summary; ``jobs`` lists the ids of the sync jobs enqueued, ``pending``
-    those of the not yet started jobs that already cover the other tasks to sync (waiting for
-    both waits for every repair this resync found needed).
+    JSON-serialisable summary: ``to_sync`` tasks needed a sync, ``converted`` of them were
+    converted from the listing (``stale``: of those, how many a newer state had overtaken);
+    ``jobs`` lists the ids of the sync jobs enqueued for the others, ``pending`` those of the
+    not yet started jobs that already cover the rest (waiting for both waits for every repair
+    this resync found needed).
     """
     try:
-        _labels, change, digest = refresh_project(runtime, project)
+        labels, change, digest = refresh_project(runtime, project)
     except LabelStudioNotFound:
         runtime.store.drop_project(project)
         return {"project": project, "project_deleted": True}
@@ -115,13 +137,14 @@ def resync(runtime: Runtime, project: int, *, force: bool = False) -> dict[str, 
     # states are read before the listing: a task created meanwhile is then either listed or
     # has no state yet, so it is never mistaken for a deleted one
     states = {state.task_id: state for state in runtime.store.states(project)}
-    listed, to_sync = _compare(runtime, project, states, force, digest)
+    compared = _Compare(runtime, project, labels, digest)
+    listed, to_sync = compared.run(states, force)
     gone = sorted(set(states) - listed)
     dropped = runtime.store.delete_tasks(project, gone, listing_started) if gone else 0
     runtime.store.forget_tombstones(project, _before(listing_started, TOMBSTONE_SECONDS))
     jobs: list[str] = []
     pending: list[str] = []
-    for task_id in to_sync:
+    for task_id in compared.to_pull:
         job_id, new = runtime.dispatcher.sync_job(project, task_id, revive=True)
         (jobs if new else pending).append(job_id)
     return {
@@ -129,7 +152,9 @@ def resync(runtime: Runtime, project: int, *, force: bool = False) -> dict[str, 
         "config": change,
         "forced": force,
         "listed": len(listed),
-        "to_sync": len(to_sync),
+        "to_sync": to_sync,
+        "converted": compared.converted,
+        "stale": compared.stale,
         "enqueued": len(jobs),
         "coalesced": len(pending),
         "dropped": dropped,
@@ -138,25 +163,81 @@ def resync(runtime: Runtime, project: int, *, force: bool = False) -> dict[str, 
     }
 
 
-def _compare(
-    runtime: Runtime, project: int, states: dict[int, EntryState], force: bool, digest: str
-) -> tuple[set[int], list[int]]:
-    """List Label Studio's tasks: the ids listed, and those to sync."""
-    listed: set[int] = set()
-    to_sync: list[int] = []
-    for task in runtime.labelstudio.list_tasks(project):
-        # data the client cannot use: listed and synced like any other, its sync records why
-        if isinstance(task, UnusableTask):
+class _Compare:
+    """One pass over Label Studio's listing: the ids listed, the tasks to sync converted from
+    it in batches, ``to_pull`` those left to a sync job (see module doc)."""
+
+    def __init__(self, runtime: Runtime, project: int, labels: LabelSet, digest: str) -> None:
+        self.rt, self.project, self.labels, self.digest = runtime, project, labels, digest
+        self.to_pull: list[int] = []
+        self.converted = self.stale = 0
+        self._batch: list[tuple[Task, str]] = []
+        self._scratch = Scratch()
+
+    def run(self, states: dict[int, EntryState], force: bool) -> tuple[set[int], int]:
+        """``(ids listed, how many tasks needed a sync)``."""
+        listed: set[int] = set()
+        to_sync = 0
+        for task, observed in _stamped(self.rt, self.rt.labelstudio.list_tasks(self.project)):
+            # data the listing cannot give whole: listed, and left to a job that pulls it
+            if isinstance(task, UnusableTask):
+                listed.add(task.id)
+                to_sync += 1
+                self.to_pull.append(task.id)
+                continue
+            if task.id is None:
+                continue
             listed.add(task.id)
-            to_sync.append(task.id)
-            continue
-        if task.id is None:
-            continue
-        listed.add(task.id)
-        state = states.get(task.id)
-        if needs_sync(task, state, runtime.options, force=force, config_hash=digest):
-            to_sync.append(task.id)
-    return listed, to_sync
+            state = states.get(task.id)
+            if needs_sync(task, state, self.rt.options, force=force, config_hash=self.digest):
+                to_sync += 1
+                self._batch.append((task, observed))
+                if len(self._batch) >= BATCH:
+                    self._flush()
+        self._flush()
+        return listed, to_sync
+
+    def _flush(self) -> None:
+        """Convert and store the batch; tasks with an event pending go to their job."""
+        batch, self._batch = self._batch, []
+        if not batch:
+            return
+        keys = self.rt.dispatcher.keys
+        flags = self.rt.redis.mget([keys.pending(self.project, int(t.id or 0)) for t, _ in batch])
+        writes: list[TaskWrite] = []
+        for (task, observed), flag in zip(batch, flags, strict=True):
+            task_id = int(task.id or 0)
+            made = None if flag is not None else self._convert(task)
+            if made is None:
+                self.to_pull.append(task_id)
+                continue
+            writes.append(TaskWrite.of(made, observed, self.digest))
+        stored = self.rt.store.put_outcomes(self.project, writes)
+        self.converted += len(writes)
+        self.stale += stored.count(False)
+
+    def _convert(self, task: Task) -> outcome.Outcome | None:
+        return outcome.task_outcome(
+            self.rt, self.project, task, self.labels, self.digest,
+            download=False, scratch=self._scratch,
+        )  # fmt: skip
+
+
+def _stamped(runtime: Runtime, tasks: Iterator[_T]) -> Iterator[tuple[_T, str]]:
+    """Each item of the lazy listing ``tasks`` with a Redis time taken before it was asked
+    for, so before the request of the page that carried it. An earlier time is as safe (it
+    loses to any later pull), so one is taken every :data:`STAMP_SECONDS` only, not per item;
+    the cost is a needless sync, by the next resync, of a task edited within that time."""
+    iterator = iter(tasks)
+    observed, taken = "", -math.inf
+    while True:
+        if time.monotonic() - taken >= STAMP_SECONDS:
+            taken, observed = time.monotonic(), runtime.clock()
+        try:
+            item = next(iterator)
+        except StopIteration:
+            return
+        yield item, observed
 
 
 def needs_sync(

@@ -26,7 +26,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from redis.client import Pipeline
 
@@ -52,6 +52,9 @@ from ._store_codec import (
 from ._store_projects import ProjectIndex, ProjectRecord, config_hash
 from ._store_snapshot import SnapshotInfo
 from .review_index import queue_reindex
+
+if TYPE_CHECKING:
+    from ._store_batch import TaskWrite
 
 __all__ = [
     "DEFAULT_GRACE_SECONDS",
@@ -121,6 +124,14 @@ class Store(ProjectIndex, AgreementIndex):
             return True
 
         return self._update_task(project, task_id, update)
+
+    def put_outcomes(self, project: int, writes: list[TaskWrite]) -> list[bool]:
+        """Store many tasks' new states at once, by the rules of :meth:`put_entry`,
+        :meth:`mark_empty` and :meth:`record_error`; per write, ``False`` when a newer state
+        is stored. See :mod:`worker._store_batch`."""
+        from ._store_batch import write_batch  # it builds on this module
+
+        return write_batch(self, project, writes)
 
     def get_entry(self, project: int, task_id: int) -> StoredEntry | None:
         """The task's entry (its mask a fresh ``uint32`` array), or ``None``: the current one,

@@ -214,7 +214,8 @@ def test_resync_repairs_lost_webhooks_and_leaves_the_rest(
     summary = reconcile.resync(rt, P)
     run_burst(rt)
     assert (summary["to_sync"], summary["dropped"], summary["config"]) == (2, 1, "same")
-    assert stub.pulls - pulls == Counter({1: 1, 4: 1})
+    assert (summary["converted"], summary["enqueued"]) == (2, 0)  # from the listing
+    assert stub.pulls == pulls  # the listing carried the annotations: no pull
     assert [s.task_id for s in rt.store.states(P)] == [1, 3, 4]
     edited = rt.store.get_entry(P, 1)
     assert edited is not None and set(edited.inst2class.values()) == {1, 2}
@@ -233,7 +234,8 @@ def test_a_label_config_change_rebuilds_the_project(
     for task_id in (1, 2):
         entry = rt.store.get_entry(P, task_id)
         assert entry is not None and set(entry.inst2class.values()) == {1, 2}  # leaf is 1 now
-    assert stub.pulls == Counter({1: 3, 2: 2})  # first sync, the noticing sync, the rebuild
+    # first sync, the noticing sync (pulls); the rebuild converts from the listing
+    assert stub.pulls == Counter({1: 2, 2: 1})
 
 
 def test_a_failed_conversion_is_not_redone_until_the_task_changes(
@@ -257,9 +259,9 @@ def test_a_failed_conversion_is_not_redone_until_the_task_changes(
 
     stub.tasks[1]["annotations"] = [annotation(11, "leaf", now())]  # mended, no event
     mended = reconcile.resync(rt, P)
-    assert (mended["to_sync"], mended["enqueued"]) == (1, 1)
+    assert (mended["to_sync"], mended["converted"], mended["enqueued"]) == (1, 1, 0)
     run_burst(rt)
-    assert stub.pulls - pulls == Counter({1: 1})
+    assert stub.pulls == pulls  # converted from the listing
     state = {s.task_id: s for s in rt.store.states(P)}[1]
     assert (state.status, state.annotation_id, state.error_fingerprint) == ("ok", 11, None)
     assert reconcile.resync(rt, P)["to_sync"] == 0
@@ -274,7 +276,8 @@ def test_a_rebuild_or_a_config_change_retries_an_unchanged_failure(
     assert [s.status for s in rt.store.states(P)] == ["error"]
     assert reconcile.resync(rt, P, force=True)["to_sync"] == 1  # a rebuild re-converts it
     run_burst(rt)
-    assert stub.pulls[1] == 2 and [s.status for s in rt.store.states(P)] == ["error"]
+    assert stub.pulls[1] == 0  # both converted from the listing
+    assert [s.status for s in rt.store.states(P)] == ["error"]
     stub.config = CONFIG.replace(
         '<Label value="stem"/>', '<Label value="stem"/><Label value="weed"/>'
     )

@@ -241,7 +241,10 @@ def test_an_image_over_the_time_limit_is_a_recorded_error(
 def test_a_resync_survives_a_malformed_task(rt: runtime.Runtime) -> None:
     summary = reconcile.resync(rt, P)
     assert summary["listed"] == len(BAD) + len(GOOD)
-    assert summary["to_sync"] == summary["enqueued"] == len(BAD) + len(GOOD)
+    assert summary["to_sync"] == len(BAD) + len(GOOD)
+    # what the listing could not read is pulled by a job, the rest converted from the listing
+    assert summary["enqueued"] == len(UNREADABLE_LISTED)
+    assert summary["converted"] == summary["to_sync"] - len(UNREADABLE_LISTED)
     assert summary["dropped"] == 0
     run_burst(rt)
     assert rt.dispatcher.queue.failed_job_registry.get_job_ids() == []
