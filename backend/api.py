@@ -2,9 +2,11 @@
 
 - ``GET /projects/<id>/snapshot.pkl``: the point-in-time snapshot, a pickle of
   ``{image key: {"panoptic_mask", "inst2class"}}`` that loads with plain ``pickle.load``.
-  The store streams it entry by entry into an anonymous temporary file under
-  ``settings.snapshot_dir`` (no name, so it is gone once closed, even after a crash), which is
-  then sent back in pieces: memory stays near one entry whatever the project's size.
+  Pinned when the request arrives, then streamed from the store to the client entry by entry
+  (no temporary file): memory stays near one entry whatever the project's size. Its exact
+  ``Content-Length`` is known beforehand from the entries' shapes; should a pinned entry
+  vanish mid-way (the snapshot outlived the store's grace period), the connection closes short
+  of that length, so a client never takes a truncated snapshot for a whole one.
 - ``GET /projects/<id>/snapshot.meta.json``: the sidecar (id2label, provenance, failures), as
   ``convert`` writes it (:mod:`ls_panoptic.sidecar`).
 - ``GET /projects/<id>/entries``: the state of every task the store tracks, one object of the
@@ -25,22 +27,20 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import io
 import logging
-import os
-import tempfile
-from typing import Any, BinaryIO
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from flask import Blueprint, Response, jsonify, request, send_file
+from flask import Blueprint, Response, jsonify, request
 
 from ls_panoptic.labels import labelset_from_config
 from ls_panoptic.preview import render_preview
 from worker.remedies import stored_remedy
-from worker.store import EntryState, ProjectRecord, SnapshotInfo, StoreError
+from worker.store import EntryState, ProjectRecord, StoreError
 
 from .errors import ApiError
 from .services import Services, services
@@ -78,7 +78,11 @@ def require_known(svc: Services, project: int) -> ProjectRecord:
 def snapshot(project: int) -> Response:
     svc = services()
     require_known(svc, project)
-    file, size, info = _write_snapshot(svc, project)
+    try:
+        info = svc.store.pin_snapshot(project)
+        size, chunks = svc.store.stream_snapshot(info)
+    except StoreError as exc:  # e.g. an entry is unreadable
+        raise ApiError(503, f"snapshot failed, retry: {exc}") from None
     log.info(
         "snapshot project=%d bytes=%d entries=%d failures=%d",
         project,
@@ -86,40 +90,28 @@ def snapshot(project: int) -> Response:
         info.count,
         len(info.failures),
     )
-    response = send_file(
-        file,
-        mimetype="application/octet-stream",
-        as_attachment=True,
-        download_name=f"project-{project}.pkl",
-        conditional=False,
-        etag=False,
-        max_age=None,
+    headers = {
+        "Content-Disposition": f'attachment; filename="project-{project}.pkl"',
+        "Cache-Control": "no-store",
+        "X-Snapshot-Entries": str(info.count),
+        "X-Snapshot-Failures": str(len(info.failures)),
+        "X-Snapshot-Created-At": info.created_at,
+    }
+    response = Response(
+        _logged(project, chunks), mimetype="application/octet-stream", headers=headers
     )
     response.content_length = size
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["X-Snapshot-Entries"] = str(info.count)
-    response.headers["X-Snapshot-Failures"] = str(len(info.failures))
-    response.headers["X-Snapshot-Created-At"] = info.created_at
     return response
 
 
-def _write_snapshot(svc: Services, project: int) -> tuple[BinaryIO, int, SnapshotInfo]:
-    """The snapshot in an anonymous temporary file, rewound; its size; what it holds."""
-    directory = svc.settings.snapshot_dir
-    directory.mkdir(parents=True, exist_ok=True)
-    with contextlib.ExitStack() as on_failure:
-        file = on_failure.enter_context(
-            tempfile.TemporaryFile(dir=directory, prefix=f"snapshot-{project}-", suffix=".pkl")
-        )
-        try:
-            info = svc.store.write_snapshot(project, file)
-        except StoreError as exc:  # e.g. a pinned entry expired under a very long snapshot
-            raise ApiError(503, f"snapshot failed, retry: {exc}") from None
-        file.flush()
-        size = os.fstat(file.fileno()).st_size
-        file.seek(0)
-        on_failure.pop_all()  # success: the response owns the file and closes it once sent
-    return file, size, info
+def _logged(project: int, chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """``chunks``, logging a failure mid-stream (the status is sent by then: the client sees
+    the connection close short of ``Content-Length``)."""
+    try:
+        yield from chunks
+    except StoreError as exc:
+        log.error("snapshot project=%d failed mid-stream: %s", project, exc)
+        raise
 
 
 @blueprint.get(_PROJECT + "/snapshot.meta.json")

@@ -9,7 +9,9 @@
    ones under the key their conversion was for) all leave the snapshot and become failures
    naming each other (as in a batch conversion).
 3. *Stream*: read, decode and write one blob at a time, in task id order: to the pickle with
-   :class:`ls_panoptic.snapshot.StreamWriter` (:func:`write_snapshot`), or to any
+   :class:`ls_panoptic.snapshot.StreamWriter` (:func:`write_snapshot` to a file,
+   :func:`stream_snapshot` as chunks of bytes for an HTTP response, whose exact length
+   :func:`snapshot_size` tells beforehand from the blobs' shapes), or to any
    :class:`ls_panoptic.writers.EntryWriter` (:func:`snapshot_entries`, used by
    :mod:`worker.snapshot_formats`).
 
@@ -19,11 +21,13 @@ Memory: the pinned manifest (tens of bytes per task) and failures, plus about on
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
+import numpy as np
 import redis
 
 from ls_panoptic.sidecar import Failure, build_sidecar, key_collisions, utc_seconds
@@ -32,7 +36,15 @@ from ls_panoptic.snapshot import StreamWriter
 from ._store_codec import StoredEntry, StoreError, decode_entry, decode_failure, text
 from .keys import Keys
 
-__all__ = ["SnapshotInfo", "pin_snapshot", "snapshot_entries", "snapshot_meta", "write_snapshot"]
+__all__ = [
+    "SnapshotInfo",
+    "pin_snapshot",
+    "snapshot_entries",
+    "snapshot_meta",
+    "snapshot_size",
+    "stream_snapshot",
+    "write_snapshot",
+]
 
 _BATCH = 512  # blob fields read per pipeline round trip
 
@@ -105,6 +117,75 @@ def write_snapshot(client: redis.Redis, keys: Keys, project: int, file: BinaryIO
             stream.add(entry.key, entry.payload())
             del entry  # keep one decoded entry alive at a time
     return info
+
+
+def stream_snapshot(client: redis.Redis, keys: Keys, info: SnapshotInfo) -> Iterator[bytes]:
+    """The pickle :func:`write_snapshot` writes for ``info``, as chunks (about 1 MiB each; one
+    entry's at a time in memory). Stops with ``StoreError`` mid-way when a pinned blob is gone:
+    a reader then gets fewer bytes than :func:`snapshot_size` announced, never a loadable but
+    incomplete pickle (``STOP`` comes last)."""
+    sink = _Chunks()
+    with StreamWriter(cast(BinaryIO, sink), name=f"snapshot of project {info.project}") as stream:
+        yield from sink.take()
+        for _task_id, entry in snapshot_entries(client, keys, info):
+            stream.add(entry.key, entry.payload())
+            del entry
+            yield from sink.take()
+    yield from sink.take()
+
+
+def snapshot_size(client: redis.Redis, keys: Keys, info: SnapshotInfo) -> int:
+    """The exact byte length of :func:`stream_snapshot`'s pickle of ``info``, from each
+    pinned blob's key, shape and ``inst2class`` (no mask is read): each entry is pickled with
+    an unread array of its shape in place of its mask, counting bytes only."""
+    counter = _Counter()
+    blobs = [keys.blob(info.project, t, info.versions[t]) for t in info.keys]
+    fields = _fields(client, blobs, "key", "height", "width", "inst2class")
+    name = f"size of the snapshot of project {info.project}"
+    with StreamWriter(cast(BinaryIO, counter), name=name) as stream:
+        for key, height, width, raw in fields:
+            shape = (int(height), int(width))
+            inst2class = {int(k): int(v) for k, v in json.loads(raw).items()}
+            # np.empty touches no page, and pickling takes its buffer out of band unread
+            payload = {"panoptic_mask": np.empty(shape, np.uint32), "inst2class": inst2class}
+            stream.add(key, payload)
+    return counter.size
+
+
+class _Chunks(io.RawIOBase):
+    """A write-only sink whose writes are copied and handed out by :meth:`take`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._chunks: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        chunk = bytes(data)  # the pickler's views are released once written
+        self._chunks.append(chunk)
+        return len(chunk)
+
+    def take(self) -> list[bytes]:
+        chunks, self._chunks = self._chunks, []
+        return chunks
+
+
+class _Counter(io.RawIOBase):
+    """A write-only sink that counts bytes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        size = memoryview(data).nbytes
+        self.size += size
+        return size
 
 
 def snapshot_meta(

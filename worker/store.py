@@ -318,6 +318,18 @@ class Store(ProjectIndex, AgreementIndex):
         """
         return _store_snapshot.write_snapshot(self._redis, self._keys, project, file)
 
+    def stream_snapshot(self, info: SnapshotInfo) -> tuple[int, Iterator[bytes]]:
+        """``(byte length, chunks)`` of the pickle :meth:`write_snapshot` would write for the
+        pinned ``info`` (:meth:`pin_snapshot`), streamed in bounded memory. See
+        :func:`worker._store_snapshot.stream_snapshot`.
+
+        Raises:
+            StoreError: the snapshot outlived the grace period, or an entry is unreadable (the
+                chunks stop short of the announced length then).
+        """
+        size = _store_snapshot.snapshot_size(self._redis, self._keys, info)
+        return size, _store_snapshot.stream_snapshot(self._redis, self._keys, info)
+
     def pin_snapshot(self, project: int) -> SnapshotInfo:
         """What a snapshot of the project taken now holds (nothing decoded yet): pass it to
         :meth:`snapshot_entries`. See :mod:`worker._store_snapshot`."""
