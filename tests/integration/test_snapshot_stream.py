@@ -14,9 +14,10 @@ import pytest
 from flask.testing import FlaskClient
 
 from ls_panoptic.model import Entry
+from tests.service import API
 from worker.store import Store, StoreError
 
-from .test_backend import API, CONFIG, ID2LABEL, PROJECT
+from .test_backend import CONFIG, ID2LABEL, PROJECT
 
 STAMP = "2026-01-05T10:00:00+00:00"
 
@@ -82,10 +83,10 @@ def test_a_pinned_entry_gone_mid_stream_ends_it_short_of_its_length(
     announced = int(answer.headers["Content-Length"])
     for blob in redis_client.scan_iter(match=b"*blob*13*"):  # past its grace period
         redis_client.delete(blob)
-    got = b""
+    got = bytearray()
     with pytest.raises(StoreError, match="grace period"):
         for chunk in answer.response:
-            got += chunk
+            got += chunk  # type: ignore[arg-type]
     assert 0 < len(got) < announced
     with pytest.raises((pickle.UnpicklingError, EOFError)):
-        pickle.loads(got)
+        pickle.loads(bytes(got))
