@@ -138,7 +138,8 @@ class Keys:
 
     # The review page's index (worker.review_index): its Lua script appends the suffixes below
     # to ``review_prefix`` itself (one key per status, class and annotator), so the schema of
-    # these keys is written twice: here and in that script (tests/unit/test_review_keys.py).
+    # these keys is written twice: here and in that script (a test in
+    # tests/integration/test_review_index.py checks they agree).
 
     def review_prefix(self, project: int) -> str:
         """The common start of the review index's keys of ``project``."""

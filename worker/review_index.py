@@ -41,10 +41,10 @@ CHANGES_KEPT = 10_000
 _BUILD_BATCH = 500
 _SCRATCH_TTL_S = 30
 
-# Every structure of the index for the tasks ARGV[5:], from what the store holds now.
-# ARGV: review prefix, states key, manifest key, blob key prefix ("...:blob:"), task ids...
+# Every structure of the index for the tasks ARGV[6:], from what the store holds now.
+# ARGV: review prefix, states, manifest, blob key prefix ("...:blob:"), failures, task ids...
 _REINDEX = """
-local rp, states, manifest, blobp = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local rp, states, manifest, blobp, failures = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local rows = rp .. 'rows'
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
@@ -75,6 +75,10 @@ local function row_of(task)
   end
   local row = {s = status, e = value(state.error), k = value(state.key),
                u = value(state.converted_at)}
+  if not row.k and status == 'error' then  -- a task that never converted: the failure's key
+    local failure = decode(redis.call('HGET', failures, task))
+    if failure then row.k = value(failure.key) end
+  end
   local version = redis.call('HGET', manifest, task)
   local stale = value(state.stale_version)
   if not version and status == 'error' and type(stale) == 'string' then
@@ -105,7 +109,7 @@ local function row_of(task)
   end
   return row
 end
-for i = 5, #ARGV do
+for i = 6, #ARGV do
   local task = ARGV[i]
   local before = redis.call('HGET', rows, task)
   local old, row = decode(before), row_of(task)
@@ -144,7 +148,7 @@ def _script_args(keys: Keys, project: int, task_ids: Iterable[int]) -> list[str]
     ids = [str(int(t)) for t in task_ids]
     blob_prefix = keys.project_prefix(project) + "blob:"
     return [keys.review_prefix(project), keys.states(project), keys.manifest(project),
-            blob_prefix, *ids]  # fmt: skip
+            blob_prefix, keys.failures(project), *ids]  # fmt: skip
 
 
 def queue_reindex(pipe: Pipeline, keys: Keys, project: int, task_ids: Sequence[int]) -> None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import io
 import json
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -229,7 +229,33 @@ class Pictures:
         self, project: int, task_id: int, version: str, side: int, background_id: int | None
     ) -> bytes | None:
         """JPEG of the entry over its photo, longest side about ``side``; ``None``: no blob."""
+
+        def draw(stored: StoredMask, photo: Image.Image) -> bytes:
+            return _jpeg(draw_overlay(photo, stored.mask, stored.inst2class, background_id))
+
         key = self._keys.thumbnail(project, task_id, version, side)
+        return self._cached(key, project, task_id, version, side, draw)
+
+    def photo(self, project: int, task_id: int, version: str, side: int) -> bytes | None:
+        """JPEG of the photo alone, the size of the entry's mask sampled to ``side``."""
+
+        def draw(stored: StoredMask, photo: Image.Image) -> bytes:
+            return _jpeg(photo, quality=88)
+
+        key = self._keys.review_photo(project, task_id, version, side)
+        return self._cached(key, project, task_id, version, side, draw)
+
+    def _cached(
+        self,
+        key: str,
+        project: int,
+        task_id: int,
+        version: str,
+        side: int,
+        draw: Callable[[StoredMask, Image.Image], bytes],
+    ) -> bytes | None:
+        """The picture cached at ``key``, else ``draw(blob, photo)`` (the photo at the size of
+        the blob's mask sampled to ``side``), cached; ``None`` when the blob is gone."""
         cached: Any = self._redis.get(key)
         if cached is not None:
             return bytes(cached)
@@ -240,23 +266,7 @@ class Pictures:
         with tempfile.TemporaryDirectory(dir=self._scratch()) as folder:
             path = self._photo_file(stored.image_url, task_id, Path(folder))
             photo = load_photo(path, (width, height), self._exif)
-        picture = _jpeg(draw_overlay(photo, stored.mask, stored.inst2class, background_id))
-        self._redis.set(key, picture, ex=CACHE_TTL_S)
-        return picture
-
-    def photo(self, project: int, task_id: int, version: str, side: int) -> bytes | None:
-        """JPEG of the photo alone, the size of the entry's mask sampled to ``side``."""
-        key = self._keys.review_photo(project, task_id, version, side)
-        cached: Any = self._redis.get(key)
-        if cached is not None:
-            return bytes(cached)
-        stored = read_mask(self._redis, self._keys, project, task_id, version, side)
-        if stored is None:
-            return None
-        height, width = stored.mask.shape
-        with tempfile.TemporaryDirectory(dir=self._scratch()) as folder:
-            path = self._photo_file(stored.image_url, task_id, Path(folder))
-            picture = _jpeg(load_photo(path, (width, height), self._exif), quality=88)
+        picture = draw(stored, photo)
         self._redis.set(key, picture, ex=CACHE_TTL_S)
         return picture
 

@@ -158,3 +158,22 @@ def test_unreadable_state_records_are_listed_not_fatal(
     index.rebuild(P)
     page = index.query(P)
     assert [(r.task_id, r.status) for r in page.rows] == [(1, "ok"), (2, "unreadable")]
+
+
+def test_the_script_writes_the_keys_that_keys_py_names(
+    store: Store, redis_client: redis.Redis, keys: Keys
+) -> None:
+    """The Lua script builds its keys from the review prefix itself: the same names."""
+    store.put_entry(P, 1, _entry(1, [2]), _stamp(1))
+    store.record_error(P, 2, "task 2: bad", _stamp(1), key="two.jpg")
+    expected = {
+        keys.review_rows(P), keys.review_order(P, "task"), keys.review_order(P, "changed"),
+        keys.review_status(P, "ok"), keys.review_status(P, "error"), keys.review_class(P, 2),
+        keys.review_annotator(P, "7"), keys.review_counts(P, "status"),
+        keys.review_counts(P, "class"), keys.review_counts(P, "annotator"),
+        keys.review_changes(P), keys.review_seq(P),
+    }  # fmt: skip
+    written = {k.decode() for k in redis_client.scan_iter(keys.review_prefix(P) + "*")}
+    assert written == expected
+    row = ReviewIndex(redis_client, keys).row(P, 2)
+    assert row is not None and row.key == "two.jpg"  # never converted: the failure's key
