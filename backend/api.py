@@ -9,8 +9,12 @@
   of that length, so a client never takes a truncated snapshot for a whole one.
 - ``GET /projects/<id>/snapshot.meta.json``: the sidecar (id2label, provenance, failures), as
   ``convert`` writes it (:mod:`ls_panoptic.sidecar`).
-- ``GET /projects/<id>/entries``: the state of every task the store tracks, one object of the
-  fields of ``worker.store.EntryState`` each: a failed task (``status`` ``error``) has its
+- ``GET /projects/<id>/entries``: the state of every task the store tracks, by task id, one
+  object of the fields of ``worker.store.EntryState`` each. Paged with ``?limit=N`` (1 to
+  :data:`PAGE_LIMIT`) and ``&after=<task id>`` (the tasks above it): the body stays a JSON list,
+  ``X-Total-Count`` tells how many states the project has, and while more follow, ``X-Next-After``
+  holds the next page's ``after`` and ``Link`` (``rel="next"``) its URL. Without ``limit`` the
+  list is whole (as before paging existed). Each state: a failed task (``status`` ``error``) has its
   ``error``, and an ``error_fingerprint`` when resyncs leave it alone until what it failed on
   changes (``null`` otherwise). It has no entry in snapshots (their sidecar lists it under
   ``failures``); ``stale_version`` is set when its last good entry is kept for review, and
@@ -55,6 +59,8 @@ _PROJECT = "/<int(min=1, max=9223372036854775807):project>"
 _TASK = "/<int(min=0, max=9223372036854775807):task>"
 #: longest side of a preview in pixels unless ``?size=`` says otherwise, and the bounds of it
 PREVIEW_SIDE, PREVIEW_SIDE_RANGE = 1024, (16, 16384)
+#: most states one page of ``/entries`` holds (``?limit=``)
+PAGE_LIMIT = 1000
 
 
 @blueprint.before_request
@@ -125,13 +131,26 @@ def snapshot_meta(project: int) -> Response:
 def entries(project: int) -> Response:
     svc = services()
     require_known(svc, project)
-    return jsonify([_listed(state) for state in svc.store.states(project)])
+    if request.args.get("limit") is None:
+        if request.args.get("after") is not None:
+            raise ApiError(400, "query parameter 'after' needs 'limit' (a page size)")
+        return jsonify([_listed(state) for state in svc.store.states(project)])
+    limit = _int_arg("limit", PAGE_LIMIT, 1, PAGE_LIMIT)
+    after = _int_arg("after", 0, 0, 9223372036854775807)
+    page, following, total = svc.store.state_page(project, after, limit)
+    response = jsonify([_listed(state) for state in page])
+    response.headers["X-Total-Count"] = str(total)
+    if following is not None:
+        response.headers["X-Next-After"] = str(following)
+        url = f"{request.path}?limit={limit}&after={following}"
+        response.headers["Link"] = f'<{url}>; rel="next"'
+    return response
 
 
 def _listed(state: EntryState) -> dict[str, Any]:
     """A task's state as ``/entries`` lists it: its fields, and for a failure the ``hint`` of
     what an operator can change (``None`` when only the task itself can mend it)."""
-    listed = dataclasses.asdict(state)
+    listed = {field.name: getattr(state, field.name) for field in dataclasses.fields(state)}
     if state.status == "error":
         listed["hint"] = stored_remedy(state.remedy)
     return listed

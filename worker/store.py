@@ -307,6 +307,24 @@ class Store(ProjectIndex, AgreementIndex):
         found = [decode_state(where, raw) for raw in self._redis.hgetall(where).values()]
         return sorted(found, key=lambda s: s.task_id)
 
+    def state_page(
+        self, project: int, after: int, limit: int
+    ) -> tuple[list[EntryState], int | None, int]:
+        """Up to ``limit`` state records of tasks with an id above ``after``, by task id; the
+        last id when more follow (the next page's ``after``), else ``None``; and how many
+        states the project has. Reads the task ids and ``limit`` records, not every record.
+
+        Raises:
+            StoreError: a record is unreadable.
+        """
+        where = self._keys.states(project)
+        ids = sorted(t for t in map(int, self._redis.hkeys(where)) if t > after)
+        chosen = ids[:limit]
+        raws = self._redis.hmget(where, [str(t) for t in chosen]) if chosen else []
+        found = [decode_state(where, raw) for raw in raws if raw is not None]
+        total = int(self._redis.hlen(where))
+        return found, chosen[-1] if len(ids) > limit else None, total
+
     def write_snapshot(self, project: int, file: BinaryIO) -> SnapshotInfo:
         """Write the project's entries, as they are at the call, to ``file``: one plain pickle.
 
