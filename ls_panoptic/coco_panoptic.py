@@ -43,6 +43,7 @@ import numpy.typing as npt
 from .errors import ImageError, Remedy, SnapshotError
 from .images import ImageInfo
 from .model import Entry, Orientation
+from .png import rgb_png
 from .segments import displayed_photo, segment_stats
 from .splits import DEFAULT_SPLIT, split_of
 from .writers import FolderWriter, write_file
@@ -52,39 +53,35 @@ __all__ = [
     "CocoPanopticWriter",
     "categories",
     "decode_segment_png",
-    "encode_png",
     "encode_segment_png",
+    "narrowed",
     "read_coco_panoptic",
-    "segment_bgr",
 ]
 
 FORMAT = "ls-panoptic/coco-panoptic/1"
 CATEGORY_ID_RULE = "category_id = class id + 1 (0 is void to panopticapi and Datumaro)"
-# zlib level 1 without PNG row filters: 49 ms for a 12 MP id map here, where cv2's default
-# (adaptive filters) took 182 ms for the same size within 10%
-_PNG_FAST = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE]
 
 
-def segment_bgr(mask: npt.NDArray[Any]) -> npt.NDArray[np.uint8]:
-    """``(height, width)`` ids (below 2^24) -> ``(height, width, 3)`` B, G, R bytes, the
-    channel order cv2 writes as R, G, B: id = R + 256 G + 256^2 B."""
-    ids = np.ascontiguousarray(mask, dtype="<u4")
-    rgba = ids.view(np.uint8).reshape(*ids.shape, 4)  # little-endian: R, G, B, (A = 0)
-    # one SIMD pass (~10 ms at 12 MP, where numpy's strided copy took ~60 ms)
-    return cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGR)  # type: ignore[return-value]
+def narrowed(mask: npt.NDArray[Any], top: int) -> npt.NDArray[Any]:
+    """A copy of ``mask`` (ids up to ``top``) in the narrowest unsigned dtype that holds them:
+    what the segment PNG needs of a mask the next conversion will reuse (12 MB at 12 MP for
+    up to 255 segments, where a ``uint32`` copy is 48 MB)."""
+    dtype = np.uint8 if top <= 0xFF else np.uint16 if top <= 0xFFFF else np.uint32
+    return mask.astype(dtype)
 
 
 def encode_segment_png(mask: npt.NDArray[Any]) -> bytes:
-    """``(height, width)`` ids (below 2^24) -> PNG bytes, RGB with id = R + 256 G + 256^2 B."""
-    return encode_png(segment_bgr(mask))
+    """``(height, width)`` ids (below 2^24, any unsigned dtype) -> PNG bytes, RGB with
+    id = R + 256 G + 256^2 B, streamed (:func:`~ls_panoptic.png.rgb_png`)."""
+    ids = np.ascontiguousarray(mask, dtype=mask.dtype.newbyteorder("<"))
+    height, width = ids.shape
+    size = min(3, ids.dtype.itemsize)  # little-endian: the low bytes are R, G, B
 
+    def fill(top: int, pixels: npt.NDArray[np.uint8]) -> None:
+        rows = ids[top : top + len(pixels)]
+        pixels[:, :, :size] = rows.view(np.uint8).reshape(len(rows), width, -1)[:, :, :size]
 
-def encode_png(bgr: npt.NDArray[np.uint8]) -> bytes:
-    """A ``(height, width, 3)`` B, G, R array as an RGB PNG, fast (see ``_PNG_FAST``)."""
-    ok, png = cv2.imencode(".png", bgr, _PNG_FAST)
-    if not ok:
-        raise SnapshotError("PNG encoding failed")
-    return png.tobytes()
+    return rgb_png(height, width, fill)
 
 
 def decode_segment_png(data: bytes) -> npt.NDArray[np.uint32]:
@@ -192,8 +189,8 @@ class CocoPanopticWriter(FolderWriter):
     def add(self, entry: Entry, image: ImageInfo | None) -> None:
         photo = _CocoEncoder(self._copy_images, self._orientation).photo(image)
         segments = _segments(entry)
-        bgr = segment_bgr(entry.panoptic_mask)  # its own copy: the next conversion reuses the mask
-        self._add(entry, segments, lambda: encode_png(bgr), photo)
+        ids = narrowed(entry.panoptic_mask, max(entry.inst2class))  # the mask is reused
+        self._add(entry, segments, lambda: encode_segment_png(ids), photo)
 
     def encoder(self) -> _CocoEncoder:
         return _CocoEncoder(self._copy_images, self._orientation)

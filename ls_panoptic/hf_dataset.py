@@ -8,7 +8,8 @@ Layout of the output folder (the Hub's, so ``datasets.load_dataset(folder)`` and
     README.md                                 dataset card: YAML ``configs`` (one split per
                                               ``data/<split>-*`` pattern), id2label, counts,
                                               class shares
-    data/<split>-00000-of-0000N.parquet       rows, about 500 MB a shard
+    data/<split>-00000-of-0000N.parquet       rows, about 500 MB a shard, one row group a
+                                              row (memory holds one row's bytes)
     ls-panoptic.meta.json                     the sidecar (provenance, failures)
 
 One row per image (Parquet schema; the ``huggingface`` schema metadata gives ``datasets``
@@ -27,6 +28,8 @@ An 8-bit channel holds ids up to 255: a label set with a class id above 255 is r
 anything is written, and an image with an instance id above 255 fails alone (the pickle and
 COCO panoptic have no such limit). Instance ids are the pickle's, unchanged, so
 :func:`read_hf_dataset` gives back the pickle's mask bit for bit (``uint32``, from G).
+A row's parts are built by :class:`~ls_panoptic.hf_rows.HFEncoder` (in a worker process
+with ``convert --jobs N``); this module only puts them in Parquet.
 """
 
 from __future__ import annotations
@@ -34,32 +37,28 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
-import numpy.typing as npt
 
 # Parquet is the Hub's format for datasets; pyarrow writes it row group by row group, so a
 # dataset of any size is written in bounded memory (``datasets`` itself is not needed to write)
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .coco_panoptic import encode_png
-from .errors import ImageError, SnapshotError
+from .errors import SnapshotError
 from .hf_card import dataset_card
+from .hf_rows import MAX_CHANNEL_ID, Encoded, HFEncoder
 from .images import ImageInfo
 from .model import Entry, Orientation
-from .segments import displayed_photo, segment_stats
 from .splits import DEFAULT_SPLIT, split_of
 from .writers import FolderWriter
 
-__all__ = ["MAX_CHANNEL_ID", "HFDatasetWriter", "annotation_bgr", "read_hf_dataset"]
+__all__ = ["MAX_CHANNEL_ID", "HFDatasetWriter", "read_hf_dataset"]
 
-MAX_CHANNEL_ID = 255
 SHARD_BYTES = 500 * 2**20  # the Hub's advice: shards of a few hundred MB
-_ROW_GROUP_BYTES = 16 * 2**20  # a 12 MP photo and mask make one row group
 _VALUE = {
     "int64": {"dtype": "int64", "_type": "Value"},
     "str": {"dtype": "string", "_type": "Value"},
@@ -97,95 +96,48 @@ def _schema(id2label: Mapping[int, str]) -> pa.Schema:
     )
 
 
-def _image_array(data: bytes, path: str) -> pa.StructArray:
-    """A one-row ``struct<bytes, path>`` (datasets' Image) over ``data`` without copying it."""
-    offsets = pa.py_buffer(np.array([0, len(data)], dtype=np.int32))
-    blob = pa.Array.from_buffers(pa.binary(), 1, [None, offsets, pa.py_buffer(data)])
-    return pa.StructArray.from_arrays([blob, pa.array([path])], names=["bytes", "path"])
-
-
-def annotation_bgr(
-    ids: npt.NDArray[np.uint8], classes: npt.NDArray[np.uint8]
-) -> npt.NDArray[np.uint8]:
-    """The example's annotation as cv2 writes it: R class id, G instance id, B 0."""
-    return cv2.merge([np.zeros_like(ids), ids, classes])  # type: ignore[return-value]
+def _column(values: list[Any], kind: pa.DataType) -> pa.Array:
+    """``values`` as an Arrow array of ``kind`` (int64, string, binary, struct, list), built
+    from buffers: bytes values are wrapped, not copied (a 24 MB photo went through
+    ``Table.from_pylist`` as one more copy), and ``pa.array`` is never called (its first call
+    imports pandas: 0.3 s and 75 MB for nothing here)."""
+    n = len(values)
+    if pa.types.is_int64(kind):
+        data = pa.py_buffer(np.array([0 if v is None else v for v in values], dtype=np.int64))
+        nulls = sum(v is None for v in values)
+        valid = None
+        if nulls:
+            bits = np.packbits([v is not None for v in values], bitorder="little")
+            valid = pa.py_buffer(bits)
+        return pa.Array.from_buffers(kind, n, [valid, data], null_count=nulls)
+    if pa.types.is_string(kind) or pa.types.is_binary(kind):
+        blobs = [v.encode() if isinstance(v, str) else v for v in values]
+        offsets = np.zeros(n + 1, dtype=np.int32)
+        np.cumsum([len(b) for b in blobs], out=offsets[1:])
+        data = pa.py_buffer(blobs[0] if n == 1 else b"".join(blobs))
+        return pa.Array.from_buffers(kind, n, [None, pa.py_buffer(offsets), data])
+    if pa.types.is_struct(kind):
+        fields = [kind.field(i) for i in range(kind.num_fields)]
+        children = [_column([v[f.name] for v in values], f.type) for f in fields]
+        return pa.StructArray.from_arrays(children, fields=fields)
+    if pa.types.is_list(kind):
+        offsets = np.zeros(n + 1, dtype=np.int32)
+        np.cumsum([len(v) for v in values], out=offsets[1:])
+        child = _column([item for v in values for item in v], kind.value_type)
+        return pa.Array.from_buffers(kind, n, [None, pa.py_buffer(offsets)], children=[child])
+    raise TypeError(f"no column of {kind}")
 
 
 @dataclass
 class _Split:
-    """One split's open shard, its buffered rows and its totals."""
+    """One split's open shard and its totals."""
 
     name: str
     shards: list[Path] = field(default_factory=list)
     writer: pq.ParquetWriter | None = None
-    rows: list[pa.Table] = field(default_factory=list)
-    buffered: int = 0
     shard_bytes: int = 0
     count: int = 0
     pixels: dict[int, int] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class _Encoded:
-    """One row's encoded parts (:class:`_HFEncoder`)."""
-
-    photo: bytes
-    photo_name: str
-    png: bytes
-    png_name: str
-    pixels: dict[int, int]  # class id -> pixels, in inst2class order of first class
-
-
-@dataclass(frozen=True)
-class _HFEncoder:
-    """What :class:`HFDatasetWriter` does per entry without its state (a worker process runs
-    it): the checks, the photo, the annotation PNG and the class shares."""
-
-    orientation: Orientation
-
-    def check(
-        self, entry: Entry, image: ImageInfo | None
-    ) -> tuple[tuple[bytes, str], npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
-        """The photo and suffix, and 8-bit copies of the ids and of the classes by id.
-
-        Raises:
-            ImageError: no photo, an unreadable one, or an instance id above 255.
-        """
-        if image is None:
-            raise ImageError(
-                "--format hf needs the photo, and it is not among the images given (--images)"
-            )
-        top = max(entry.inst2class)
-        if top > MAX_CHANNEL_ID:
-            raise ImageError(
-                f"instance id {top} does not fit the 8-bit instance channel of --format hf's "
-                f"annotation PNG (ids 1..{MAX_CHANNEL_ID}); write --format coco-panoptic or "
-                "pickle, which have no such limit"
-            )
-        photo = displayed_photo(image, self.orientation)
-        ids = entry.panoptic_mask.astype(np.uint8)
-        lut = np.zeros(256, dtype=np.uint8)
-        lut[list(entry.inst2class)] = list(entry.inst2class.values())
-        classes: npt.NDArray[np.uint8] = cv2.LUT(ids, lut)  # type: ignore[assignment]
-        return photo, ids, classes
-
-    def encode(
-        self,
-        entry: Entry,
-        photo: tuple[bytes, str],
-        ids: npt.NDArray[np.uint8],
-        classes: npt.NDArray[np.uint8],
-    ) -> _Encoded:
-        stats = segment_stats(ids)
-        pixels = dict.fromkeys(entry.inst2class.values(), 0)
-        for seg, area in zip(stats.ids.tolist(), stats.areas.tolist(), strict=True):
-            pixels[entry.inst2class[seg]] += area
-        stem = PurePosixPath(entry.key).stem
-        png = encode_png(annotation_bgr(ids, classes))
-        return _Encoded(photo[0], stem + photo[1], png, stem + ".png", pixels)
-
-    def __call__(self, entry: Entry, image: ImageInfo | None) -> _Encoded:
-        return self.encode(entry, *self.check(entry, image))
 
 
 class HFDatasetWriter(FolderWriter):
@@ -225,16 +177,16 @@ class HFDatasetWriter(FolderWriter):
 
     def add(self, entry: Entry, image: ImageInfo | None) -> None:
         encoder = self.encoder()
-        photo, ids, classes = encoder.check(entry, image)  # 8-bit copies: the mask is reused
-        self._work.submit(lambda: self._append(entry, encoder.encode(entry, photo, ids, classes)))
+        photo, ids, lut = encoder.check(entry, image)  # an 8-bit copy: the mask is reused
+        self._work.submit(lambda: self._append(entry, encoder.encode(entry, photo, ids, lut)))
 
-    def encoder(self) -> _HFEncoder:
-        return _HFEncoder(self._orientation)
+    def encoder(self) -> HFEncoder:
+        return HFEncoder(self._orientation)
 
     def add_encoded(self, entry: Entry, image: ImageInfo | None, encoded: Any) -> None:
         self._work.submit(lambda: self._append(entry, encoded))
 
-    def _append(self, entry: Entry, encoded: _Encoded) -> None:
+    def _append(self, entry: Entry, encoded: Encoded) -> None:
         split = self._splits[split_of(entry.key, self._fractions, self._seed)]
         row = {
             "image": {"bytes": encoded.photo, "path": encoded.photo_name},
@@ -247,28 +199,17 @@ class HFDatasetWriter(FolderWriter):
         }
         for class_id, area in encoded.pixels.items():
             split.pixels[class_id] = split.pixels.get(class_id, 0) + area
-        split.rows.append(self._row_table(row))
+        self._write_row(split, self._row_table(row), len(encoded.png) + len(encoded.photo))
         split.count += 1
-        split.buffered += len(encoded.png) + len(encoded.photo)
-        if split.buffered >= _ROW_GROUP_BYTES:
-            self._flush(split)
 
     def _row_table(self, row: dict[str, Any]) -> pa.Table:
-        """One row; the photo and annotation bytes are wrapped, not copied (a 24 MB photo
-        went through ``Table.from_pylist`` as one more copy)."""
-        columns = {
-            name: _image_array(row[name]["bytes"], row[name]["path"])
-            for name in ("image", "annotation")
-        }
-        for name in ("semantic_class_to_id", "image_name", "task_id", "inst2class", "id2label"):
-            columns[name] = pa.array([row[name]], type=self._schema.field(name).type)
-        return pa.Table.from_arrays(
-            [columns[name] for name in self._schema.names], schema=self._schema
-        )
+        """One row (:func:`_column`: the photo and annotation bytes are not copied)."""
+        columns = [_column([row[field.name]], field.type) for field in self._schema]
+        return pa.Table.from_arrays(columns, schema=self._schema)
 
-    def _flush(self, split: _Split) -> None:
-        if not split.rows:
-            return
+    def _write_row(self, split: _Split, row: pa.Table, size: int) -> None:
+        """One row, one row group: written at once, so memory holds one row's bytes (the
+        Hub's viewer and ``datasets`` read row groups of any count)."""
         if split.writer is None:
             path = self._root / "data" / f"{split.name}-{len(split.shards):05d}.partial"
             split.shards.append(path)
@@ -279,9 +220,8 @@ class HFDatasetWriter(FolderWriter):
                 use_dictionary=False,
                 write_statistics=["image_name", "task_id"],
             )  # fmt: skip  (the image bytes are compressed already; no min/max of photos)
-        split.writer.write_table(pa.concat_tables(split.rows))
-        split.shard_bytes += split.buffered
-        split.rows, split.buffered = [], 0
+        split.writer.write_table(row)
+        split.shard_bytes += size
         if split.shard_bytes >= self._shard_bytes:
             split.writer.close()
             split.writer, split.shard_bytes = None, 0
@@ -294,7 +234,6 @@ class HFDatasetWriter(FolderWriter):
 
     def _finish(self) -> None:
         for split in self._splits.values():
-            self._flush(split)
             if split.writer is not None:
                 split.writer.close()
                 split.writer = None
