@@ -186,6 +186,10 @@ class Keys:
         """STRING: present once the index holds every state (built lazily; see review_index)."""
         return self.review_prefix(project) + "built"
 
+    def review_building(self, project: int) -> str:
+        """STRING with a TTL: one process is building the index lazily; others do not."""
+        return self.review_prefix(project) + "building"
+
     def review_scratch(self, project: int, token: str) -> str:
         """ZSET, short-lived: one query's filtered tasks (``token``: hex, unique per query)."""
         if not is_version(token):

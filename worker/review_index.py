@@ -11,7 +11,7 @@ after every state write and delete (``worker.store``), a Lua script that reads t
 its manifest version and its blob's ``inst2class`` and ``meta`` (never the mask) server-side and
 updates every structure, so the index can never disagree with the states. The script is
 idempotent, which also builds the index lazily: a store written before it existed is indexed by
-the first query (:meth:`ReviewIndex.ensure_built`, one pass over the states, about 4 s per 100,000
+the first query (:meth:`ReviewIndex.ensure_built`, one pass over the states, 4-5 s per 100,000
 tasks), and :meth:`ReviewIndex.rebuild` redoes it on demand.
 
 Queries (:meth:`ReviewIndex.query`): filters (status, class present, annotator, changed since)
@@ -40,6 +40,7 @@ SORTS = ("task", "changed")
 CHANGES_KEPT = 10_000
 _BUILD_BATCH = 500
 _SCRATCH_TTL_S = 30
+_BUILD_LOCK_S = 300
 
 # Every structure of the index for the tasks ARGV[6:], from what the store holds now.
 # ARGV: review prefix, states, manifest, blob key prefix ("...:blob:"), failures, task ids...
@@ -255,10 +256,17 @@ class ReviewIndex:
         """Index every state of ``project`` unless that was done; ``True`` if it ran now.
 
         Safe while the store writes: each task's re-indexing reads what is stored at that
-        instant, as every state write's own re-indexing does."""
+        instant, as every state write's own re-indexing does. While one process builds it,
+        others answer from what is indexed so far instead of building it again."""
         if self._redis.exists(self._keys.review_built(project)):
             return False
-        self.rebuild(project)
+        building = self._keys.review_building(project)
+        if not self._redis.set(building, "1", nx=True, ex=_BUILD_LOCK_S):
+            return False
+        try:
+            self.rebuild(project)
+        finally:
+            self._redis.delete(building)
         return True
 
     def rebuild(self, project: int) -> int:

@@ -177,3 +177,15 @@ def test_the_script_writes_the_keys_that_keys_py_names(
     assert written == expected
     row = ReviewIndex(redis_client, keys).row(P, 2)
     assert row is not None and row.key == "two.jpg"  # never converted: the failure's key
+
+
+def test_only_one_process_builds_the_index_at_a_time(
+    store: Store, redis_client: redis.Redis, keys: Keys
+) -> None:
+    store.put_entry(P, 1, _entry(1, [0]), _stamp(1))
+    redis_client.delete(keys.review_built(P))
+    redis_client.set(keys.review_building(P), "1", ex=60)  # another process is at it
+    index = ReviewIndex(redis_client, keys)
+    assert not index.ensure_built(P)
+    redis_client.delete(keys.review_building(P))
+    assert index.ensure_built(P) and not redis_client.exists(keys.review_building(P))
