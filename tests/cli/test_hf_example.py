@@ -6,6 +6,7 @@ randomly initialised ``Mask2FormerForUniversalSegmentation`` (no weights from an
 
 from __future__ import annotations
 
+import json
 import pickle
 from pathlib import Path
 from typing import Any
@@ -112,3 +113,58 @@ def test_transformers_example_trains_on_the_hf_output(
     with pkl.open("rb") as file:
         want = pickle.load(file)
     run_example_steps(folder, want)
+
+
+def test_the_card_declares_the_features_load_dataset_gives(
+    small_project: SyntheticProject, tmp_path: Path
+) -> None:
+    """The card's ``dataset_info`` (what the Hub's viewer reads) gives the documented columns,
+    the same that ``load_dataset`` gives; labels with YAML syntax in them stay one name."""
+    import yaml
+
+    id2label = {0: "leaf", 1: 'stem: "main"', 2: "tomate rôtie", 3: "background"}
+    mapping = tmp_path / "id2label.json"
+    mapping.write_text(json.dumps({str(i): label for i, label in id2label.items()}))
+    export = json.loads(small_project.export.read_text())
+    renames = {"leaf": "leaf", "stem": id2label[1], "tomato": id2label[2]}
+    for task in export:
+        for annotation in task["annotations"]:
+            for item in annotation["result"]:
+                for key in ("brushlabels", "bitmasklabels", "polygonlabels",
+                            "rectanglelabels", "ellipselabels"):  # fmt: skip
+                    if key in item["value"]:
+                        item["value"][key] = [renames[item["value"][key][0]]]
+    renamed = tmp_path / "export.json"
+    renamed.write_text(json.dumps(export))
+    folder = tmp_path / "hf"
+    result = CliRunner().invoke(
+        cli,
+        ["convert", str(renamed), "--images", str(small_project.images), "--id2label",
+         str(mapping), "--format", "hf", "--output", str(folder), "--quiet",
+         "--split", "validation=0.5", "--seed", "2"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    value = datasets.Value
+    documented = datasets.Features(
+        {
+            "image": datasets.Image(),
+            "annotation": datasets.Image(),
+            "semantic_class_to_id": {label: value("int64") for label in id2label.values()},
+            "image_name": value("string"),
+            "task_id": value("int64"),
+            "inst2class": datasets.List(
+                {"instance_id": value("int64"), "class_id": value("int64")}
+            ),
+            "id2label": {str(i): value("string") for i in id2label},
+        }
+    )
+    card = (folder / "README.md").read_text(encoding="utf-8").split("---\n")[1]
+    info = yaml.safe_load(card)["dataset_info"]
+    assert datasets.Features._from_yaml_list(info["features"]) == documented
+    loaded = datasets.load_dataset(str(folder))
+    counts = {s["name"]: s["num_examples"] for s in info["splits"]}
+    assert counts == {name: loaded[name].num_rows for name in loaded}
+    assert sum(counts.values()) == 4 and min(counts.values()) >= 1
+    for name in loaded:
+        assert loaded[name].features == documented, name
+    assert loaded["train"][0]["semantic_class_to_id"] == {c: i for i, c in id2label.items()}
