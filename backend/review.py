@@ -53,6 +53,8 @@ _TASK = "/<int(min=0, max=9223372036854775807):task>"
 STATUSES = ("ok", "empty", "error", "stale", "unreadable")
 THUMB_SIDE, DETAIL_SIDE = 320, 1600
 PER_PAGE, PER_PAGE_RANGE = 60, (1, 500)
+#: changed cards one poll renders at most; beyond (a resync), the page offers a reload
+LIVE_CARDS = 300
 _WORD = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _EXTENSION = "ls_panoptic.review"
 
@@ -126,11 +128,12 @@ def grid(project: int) -> str:
 @blueprint.get(_PROJECT + "/review/changes")
 def changes(project: int) -> Response:
     """The cards changed after ``since``, rendered (the page replaces them in place), and the
-    header's counts; ``reload`` when the change log no longer reaches back that far."""
+    header's counts; ``reload`` when the change log no longer reaches back that far; ``many``
+    (their number, no cards) when more than :data:`LIVE_CARDS` changed."""
     record = require_known(services(), project)
     since = _int_arg("since", 0, 0, 2**62)
     index = _index()
-    found = index.changes(project, since)
+    found = index.changes(project, since, limit=LIVE_CARDS)
     counts = index.query(project, limit=1)  # the counts, from the same index
     context = _context(project, record)
     cards = [
@@ -144,6 +147,7 @@ def changes(project: int) -> Response:
     return jsonify(
         seq=found.seq,
         reload=found.reload,
+        many=found.many,
         cards=cards,
         gone=found.gone,
         status_counts=counts.status_counts,

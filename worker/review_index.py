@@ -243,6 +243,8 @@ class Changes:
     rows: list[Row]
     gone: list[int]
     reload: bool = False
+    #: more tasks changed than asked for (a resync, an import): their number, and no rows
+    many: int = 0
 
 
 class ReviewIndex:
@@ -367,8 +369,9 @@ class ReviewIndex:
         after = self._redis.zrange(order, f"({task_id}", "+inf", byscore=True, offset=0, num=1)
         return _first_id(before), _first_id(after)
 
-    def changes(self, project: int, since: int) -> Changes:
-        """Rows changed after the sequence number ``since`` (at most :data:`CHANGES_KEPT`)."""
+    def changes(self, project: int, since: int, limit: int = CHANGES_KEPT) -> Changes:
+        """Rows changed after the sequence number ``since``; more than ``limit``: only their
+        number (``Changes.many``)."""
         self.ensure_built(project)
         log, seq_key = self._keys.review_changes(project), self._keys.review_seq(project)
         with self._redis.pipeline(transaction=True) as pipe:
@@ -383,6 +386,8 @@ class ReviewIndex:
         trimmed = size >= CHANGES_KEPT and oldest and int(oldest[0][1]) > since
         if trimmed:  # the log may no longer go back that far
             return Changes(current, [], [], reload=True)
+        if len(ids) > limit:
+            return Changes(current, [], [], many=len(ids))
         tasks = sorted(int(t) for t in ids)
         found = self.rows(project, tasks)
         present = {r.task_id for r in found}

@@ -88,12 +88,30 @@
     if (all) all.textContent = body.total;
   }
 
+  let missed = 0;
+  function banner(count) {
+    missed += count;
+    let note = document.getElementById("missed");
+    if (!note) {
+      note = document.createElement("p");
+      note.id = "missed";
+      note.className = "missed";
+      grid.before(note);
+    }
+    note.innerHTML = "";
+    const link = document.createElement("a");
+    link.href = window.location.href;
+    link.textContent = "reload";
+    note.append(missed + " changes too many to follow one by one (a resync?): ", link);
+  }
+
   async function poll() {
     try {
       const response = await fetch(filters.changes + "?since=" + seq, { credentials: "same-origin", cache: "no-store" });
       if (!response.ok) throw new Error(String(response.status));
       const body = await response.json();
       if (body.reload) { window.location.reload(); return; }
+      if (body.many) banner(body.many);
       body.cards.forEach(apply);
       body.gone.forEach((t) => { const c = document.getElementById("task-" + t); if (c) c.remove(); });
       counts(body);

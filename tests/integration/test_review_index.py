@@ -189,3 +189,16 @@ def test_only_one_process_builds_the_index_at_a_time(
     assert not index.ensure_built(P)
     redis_client.delete(keys.review_building(P))
     assert index.ensure_built(P) and not redis_client.exists(keys.review_building(P))
+
+
+def test_too_many_changes_give_their_number_only(
+    store: Store, redis_client: redis.Redis, keys: Keys
+) -> None:
+    index = ReviewIndex(redis_client, keys)
+    cursor = index.query(P).seq
+    for task in range(1, 6):
+        store.mark_empty(P, task, _stamp(1))
+    few = index.changes(P, cursor, limit=5)
+    assert len(few.rows) == 5 and few.many == 0
+    many = index.changes(P, cursor, limit=4)
+    assert many.rows == [] and many.many == 5 and many.seq == few.seq and not many.reload
