@@ -73,7 +73,10 @@ def sync_task(project: int, task_id: int) -> str:
     except LabelStudioError as exc:  # e.g. task data the client cannot use: a retry won't help
         rt.store.record_error(project, task_id, str(exc), observed)
         return "error"
-    result = task_outcome(rt, project, task, labels, config_hash)
+    result = task_outcome(
+        rt.options, project, task, labels, config_hash,
+        images=rt.labelstudio, scratch_dir=rt.scratch_dir,
+    )  # fmt: skip
     assert result is not None  # the image is downloaded when needed
     rt.store.index_annotations(project, task_id, result.annotation_ids)
     if result.status == "empty":

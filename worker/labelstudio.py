@@ -35,9 +35,7 @@ from urllib.parse import urlsplit
 
 import httpx
 from label_studio_sdk import LabelStudio as _SDK
-from label_studio_sdk._extensions.pager_ext import SyncPagerExt
 from label_studio_sdk.core.api_error import ApiError
-from label_studio_sdk.types.role_based_task import RoleBasedTask
 
 from ls_panoptic.images import ImageInfo, read_image_info
 from ls_panoptic.model import Task
@@ -221,15 +219,29 @@ class LabelStudio:
                 return
 
     def _task_page(self, project_id: int, after: int) -> list[dict[str, Any]]:
+        """One page of the listing as Label Studio's JSON. Read past the SDK's models: a page
+        of 100 annotated 1080p tasks took ~1 s to parse into them and dump back, against
+        ~0.2 s to parse the JSON (``get_task`` still goes through the SDK)."""
         above = {"filter": "filter:tasks:id", "operator": "greater", "type": "Number"}
         filters = {"conjunction": "and", "items": [{**above, "value": after}]}
         query = json.dumps({"filters": filters, "ordering": ["tasks:id"]})
-        with self._calling(f"listing tasks of project {project_id}"):
-            pager: SyncPagerExt[RoleBasedTask] = self._sdk.tasks.list(
-                project=project_id, page=1, page_size=self._page_size, fields="all",
-                query=query, resolve_uri=False,
+        params: dict[str, str | int] = {
+            "project": project_id, "page": 1, "page_size": self._page_size, "fields": "all",
+            "query": query, "resolve_uri": "false",
+        }  # fmt: skip
+        what = f"listing tasks of project {project_id}"
+        with self._calling(what):
+            response = self._http.get(
+                f"{self.url}/api/tasks/", params=params,
+                headers={"Authorization": self._authorization(), "Accept": "application/json"},
             )  # fmt: skip
-            return [_dumped(task) for task in pager.items or []]
+            if response.is_error:
+                raise self._status_error(what, response.status_code, _body(response))
+            body = json.loads(response.content)
+            tasks = body.get("tasks") if isinstance(body, dict) else None
+            if not isinstance(tasks, list) or not all(isinstance(t, dict) for t in tasks):
+                raise ValueError("no list of tasks")
+            return tasks
 
     def image_info(
         self, url: str, scratch_dir: Path, *, task_id: int | None = None

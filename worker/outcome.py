@@ -6,7 +6,7 @@ Both call :func:`task_outcome`, so an entry or a failure made from the listing i
 pull of the same task state makes: same entry bytes, same message, fingerprint and remedy.
 
 The image is read or downloaded only when the mask depends on it (``orientation=file``, or no
-result gives the size). A resync passes ``download=False`` and leaves such tasks to a sync job
+result gives the size). A resync gives no ``images`` and leaves such tasks to a sync job
 (``None``), which pulls the task and fetches the image.
 """
 
@@ -23,17 +23,16 @@ from ls_panoptic.compose import Scratch
 from ls_panoptic.convert import Conversion
 from ls_panoptic.errors import PanopticError
 from ls_panoptic.labels import LabelSet
-from ls_panoptic.model import Annotation, Entry, Task
+from ls_panoptic.model import Annotation, ConvertOptions, Entry, Task
 from ls_panoptic.naming import image_key, image_url
 from ls_panoptic.sidecar import failure_message
 
-from . import reconcile
 from .labelstudio import LabelStudioAuthError, LabelStudioError, LabelStudioUnavailable
 from .remedies import service_remedy
 from .store import TaskAgreement
 
 if TYPE_CHECKING:
-    from .runtime import Runtime
+    from .runtime import LabelStudioAPI
 
 __all__ = ["Outcome", "task_outcome"]
 
@@ -63,28 +62,31 @@ class Outcome:
 
 
 def task_outcome(
-    rt: Runtime,
+    options: ConvertOptions,
     project: int,
     task: Task,
     labels: LabelSet,
     config_hash: str,
     *,
-    download: bool = True,
+    images: LabelStudioAPI | None,
+    scratch_dir: Path | None = None,
     scratch: Scratch | None = None,
 ) -> Outcome | None:
-    """Convert ``task`` of ``project`` as it was pulled or listed (see module doc); ``None``
-    only when ``download`` is off and the mask needs the image. ``scratch``: reused buffers
-    (the entry's mask lives in them: encode it before the next conversion with the same one).
+    """Convert ``task`` of ``project`` as it was pulled or listed (see module doc) with the
+    conversion ``options``. ``images``: where a needed image is downloaded from (into a folder
+    under ``scratch_dir``); ``None``: no download, the result is then ``None`` when the mask
+    needs the image. ``scratch``: reused buffers (the entry's mask lives in them: encode it
+    before the next conversion with the same one).
 
     Raises:
         LabelStudioUnavailable, LabelStudioAuthError: the image download may pass later.
     """
     task_id = int(task.id or 0)
     ids = [a.id for a in task.annotations if a.id is not None]
-    agreement = _agreement(rt, task, labels)
+    agreement = _agreement(options, task, labels)
     common = {"task_id": task_id, "agreement": agreement, "annotation_ids": ids}
     try:
-        converted = _convert(rt, task, labels, download, scratch)
+        converted = _convert(options, task, labels, images, scratch_dir, scratch)
         if converted is False:
             return None
         if converted is None:
@@ -95,9 +97,9 @@ def task_outcome(
         raise
     except _ConversionFailed as failed:  # fingerprinted: reconcile.failure_fingerprint
         message = failure_message(task_id, failed.cause)  # the batch's words, for live = batch
-        fingerprint = reconcile.failure_fingerprint(
-            task, failed.annotation, config_hash, rt.options
-        )
+        from .reconcile import failure_fingerprint  # it converts through this module
+
+        fingerprint = failure_fingerprint(task, failed.annotation, config_hash, options)
         _log_failure(project, message, failed.cause)
         return Outcome(
             status="error", message=message, fingerprint=fingerprint, key=failed.key,
@@ -124,11 +126,16 @@ class _ConversionFailed(Exception):
 
 
 def _convert(
-    rt: Runtime, task: Task, labels: LabelSet, download: bool, scratch: Scratch | None
+    options: ConvertOptions,
+    task: Task,
+    labels: LabelSet,
+    images: LabelStudioAPI | None,
+    scratch_dir: Path | None,
+    scratch: Scratch | None,
 ) -> tuple[Entry, str] | Literal[False] | None:
     """The task's entry and image URL, ``None`` when it has no usable annotation, ``False``
-    when the image is needed and ``download`` is off. The annotation is selected and parsed
-    once: to tell whether the image is needed, and to convert.
+    when the image is needed and there is no ``images`` to download it from. The annotation
+    is selected and parsed once: to tell whether the image is needed, and to convert.
 
     Raises:
         _ConversionFailed: converting the selected annotation failed (see module doc).
@@ -136,7 +143,6 @@ def _convert(
         PanopticError: the image file is not a readable image.
         ValueError: the annotation policy is unusable.
     """
-    options = rt.options
     conversion = Conversion.of(task, options)
     if conversion is None:
         return None
@@ -148,18 +154,18 @@ def _convert(
             return conversion.run(key, labels, scratch=scratch), url
     except (PanopticError, ValueError) as exc:
         raise _ConversionFailed(exc, conversion.annotation, key) from exc
-    if not download:
+    if images is None:
         return False
-    with tempfile.TemporaryDirectory(dir=rt.scratch_dir) as folder:
+    with tempfile.TemporaryDirectory(dir=scratch_dir) as folder:
         # not fingerprinted: a download may pass later, a file may be replaced (failure_fingerprint)
-        image = rt.labelstudio.image_info(url, Path(folder), task_id=task.id)
+        image = images.image_info(url, Path(folder), task_id=task.id)
         try:
             return conversion.run(key, labels, image, scratch=scratch), url
         except PanopticError as exc:
             raise _ConversionFailed(exc, conversion.annotation, key) from exc
 
 
-def _agreement(rt: Runtime, task: Task, labels: LabelSet) -> TaskAgreement | None:
+def _agreement(options: ConvertOptions, task: Task, labels: LabelSet) -> TaskAgreement | None:
     """The PQ of each pair of the task's usable annotations, each converted as
     ``ls-panoptic agreement`` converts it without ``--images`` (sizes from the results);
     ``None`` with fewer than two, at no cost. Advisory: an annotation that fails to convert
@@ -167,7 +173,7 @@ def _agreement(rt: Runtime, task: Task, labels: LabelSet) -> TaskAgreement | Non
     if sum(not a.was_cancelled for a in task.annotations) < 2:
         return None
     try:
-        compared = compare_task(task, labels, rt.options)
+        compared = compare_task(task, labels, options)
     except (PanopticError, ValueError) as exc:
         compared = None
         log.info("agreement skipped task=%s: %s", task.id, exc)
@@ -175,7 +181,7 @@ def _agreement(rt: Runtime, task: Task, labels: LabelSet) -> TaskAgreement | Non
         log.info("agreement: %s", failure.message)
     if not compared or not compared.comparisons:
         return None
-    return TaskAgreement(compared.comparisons, stuff_ids(labels, rt.options))
+    return TaskAgreement(compared.comparisons, stuff_ids(labels, options))
 
 
 def _remedy(exc: BaseException) -> str | None:

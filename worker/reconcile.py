@@ -7,8 +7,9 @@ drops the tasks Label Studio no longer lists. A failure of the listing itself (L
 unreachable, an HTTP error) fails the resync, which rq retries; nothing is dropped then.
 
 The listing carries each task's annotations, so a task to sync is converted from it, in the
-resync, the way a sync job converts a pulled one (:func:`worker.outcome.task_outcome`), and
-stored :data:`BATCH` tasks per transaction (:meth:`worker.store.Store.put_outcomes`). Its
+resync, the way a sync job converts a pulled one (:func:`worker.outcome.task_outcome`; many
+in worker processes: :mod:`worker._convert_pool`), and stored :data:`BATCH` tasks per
+transaction (:meth:`worker.store.Store.put_outcomes`). Its
 state is stamped with the Redis time taken *before* the listing page that carried it was
 requested, as a sync job stamps its pull: a webhook's job that pulls later stamps later, so an
 older listing never overwrites what it stored, and whatever the listing stored is overwritten
@@ -28,16 +29,15 @@ import hashlib
 import json
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Literal, TypeVar
 
-from ls_panoptic.compose import Scratch
 from ls_panoptic.labels import LabelSet, labelset_from_config
 from ls_panoptic.model import Annotation, ConvertOptions, Task
 from ls_panoptic.selection import select_annotation
 from ls_panoptic.tasks import parse_timestamp
 
-from . import outcome
+from ._convert_pool import Converter
 from ._store_batch import TaskWrite
 from .labelstudio import LabelStudioNotFound, UnusableTask
 from .runtime import Runtime
@@ -165,62 +165,73 @@ def resync(runtime: Runtime, project: int, *, force: bool = False) -> dict[str, 
 
 class _Compare:
     """One pass over Label Studio's listing: the ids listed, the tasks to sync converted from
-    it in batches, ``to_pull`` those left to a sync job (see module doc)."""
+    it in batches (one batch converting while the next page is listed), ``to_pull`` those left
+    to a sync job (see module doc)."""
 
     def __init__(self, runtime: Runtime, project: int, labels: LabelSet, digest: str) -> None:
-        self.rt, self.project, self.labels, self.digest = runtime, project, labels, digest
+        self.rt, self.project, self.digest = runtime, project, digest
         self.to_pull: list[int] = []
         self.converted = self.stale = 0
         self._batch: list[tuple[Task, str]] = []
-        self._scratch = Scratch()
+        self._converter = Converter(runtime.options, project, labels, digest, pool_from=BATCH)
+        self._in_flight: tuple[list[int], Callable[[], list[TaskWrite | None]]] | None = None
 
     def run(self, states: dict[int, EntryState], force: bool) -> tuple[set[int], int]:
         """``(ids listed, how many tasks needed a sync)``."""
         listed: set[int] = set()
         to_sync = 0
-        for task, observed in _stamped(self.rt, self.rt.labelstudio.list_tasks(self.project)):
-            # data the listing cannot give whole: listed, and left to a job that pulls it
-            if isinstance(task, UnusableTask):
+        with self._converter:
+            for task, observed in _stamped(self.rt, self.rt.labelstudio.list_tasks(self.project)):
+                # data the listing cannot give whole: listed, and left to a job that pulls it
+                if isinstance(task, UnusableTask):
+                    listed.add(task.id)
+                    to_sync += 1
+                    self.to_pull.append(task.id)
+                    continue
+                if task.id is None:
+                    continue
                 listed.add(task.id)
-                to_sync += 1
-                self.to_pull.append(task.id)
-                continue
-            if task.id is None:
-                continue
-            listed.add(task.id)
-            state = states.get(task.id)
-            if needs_sync(task, state, self.rt.options, force=force, config_hash=self.digest):
-                to_sync += 1
-                self._batch.append((task, observed))
-                if len(self._batch) >= BATCH:
-                    self._flush()
-        self._flush()
+                state = states.get(task.id)
+                if needs_sync(task, state, self.rt.options, force=force, config_hash=self.digest):
+                    to_sync += 1
+                    self._batch.append((task, observed))
+                    if len(self._batch) >= BATCH:
+                        self._flush()
+            self._flush()
+            self._store()
         return listed, to_sync
 
     def _flush(self) -> None:
-        """Convert and store the batch; tasks with an event pending go to their job."""
+        """Start converting the batch (tasks with an event pending go to their job), then
+        store the one before it."""
         batch, self._batch = self._batch, []
         if not batch:
             return
         keys = self.rt.dispatcher.keys
         flags = self.rt.redis.mget([keys.pending(self.project, int(t.id or 0)) for t, _ in batch])
+        for (task, _observed), flag in zip(batch, flags, strict=True):
+            if flag is not None:
+                self.to_pull.append(int(task.id or 0))
+        chosen = [item for item, flag in zip(batch, flags, strict=True) if flag is None]
+        started = self._converter.submit(chosen)
+        self._store()
+        self._in_flight = [int(task.id or 0) for task, _ in chosen], started
+
+    def _store(self) -> None:
+        """Wait for the batch in flight and store it; a task whose mask needs the image goes
+        to a job."""
+        if self._in_flight is None:
+            return
+        (task_ids, wait), self._in_flight = self._in_flight, None
         writes: list[TaskWrite] = []
-        for (task, observed), flag in zip(batch, flags, strict=True):
-            task_id = int(task.id or 0)
-            made = None if flag is not None else self._convert(task)
-            if made is None:
+        for task_id, write in zip(task_ids, wait(), strict=True):
+            if write is None:
                 self.to_pull.append(task_id)
-                continue
-            writes.append(TaskWrite.of(made, observed, self.digest))
+            else:
+                writes.append(write)
         stored = self.rt.store.put_outcomes(self.project, writes)
         self.converted += len(writes)
         self.stale += stored.count(False)
-
-    def _convert(self, task: Task) -> outcome.Outcome | None:
-        return outcome.task_outcome(
-            self.rt, self.project, task, self.labels, self.digest,
-            download=False, scratch=self._scratch,
-        )  # fmt: skip
 
 
 def _stamped(runtime: Runtime, tasks: Iterator[_T]) -> Iterator[tuple[_T, str]]:

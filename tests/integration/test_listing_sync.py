@@ -78,10 +78,16 @@ def stored(rt: runtime.Runtime) -> dict[str, Any]:
     }
 
 
+@pytest.mark.parametrize("batch", [reconcile.BATCH, 2], ids=["in the resync", "in processes"])
 def test_entries_converted_from_the_listing_equal_pulled_ones_bit_for_bit(
-    rt: runtime.Runtime, stub: StubLabelStudio, small_project: SyntheticProject
+    rt: runtime.Runtime,
+    stub: StubLabelStudio,
+    small_project: SyntheticProject,
+    monkeypatch: pytest.MonkeyPatch,
+    batch: int,
 ) -> None:
     task_ids = load_project(stub, small_project)
+    monkeypatch.setattr(reconcile, "BATCH", batch)  # batches this big go to worker processes
     summary = reconcile.resync(rt, P)
     synced = len(task_ids) - 2  # not the tasks without a usable annotation, as ever
     assert (summary["converted"], summary["enqueued"], summary["stale"]) == (synced, 0, 0)
