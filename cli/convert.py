@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from ls_panoptic.batch import BatchReport, Outcome, convert_tasks
-from ls_panoptic.batch_pool import default_jobs
+from ls_panoptic.batch_pool import default_jobs, start_early
 from ls_panoptic.errors import SnapshotError
 from ls_panoptic.labels import (
     LabelSet,
@@ -51,6 +51,8 @@ def run_convert(
     worker processes converting images (same output whatever it is)."""
     output_format = output_format or OutputFormat()
     output_format.check(output, images is not None)
+    if jobs > 1:
+        start_early()  # the workers' process starts while the export is read
     tasks = load_tasks(export)
     labels, guessed = label_set(label_config, id2label, tasks, options)
     unknown_stuff = sorted(s for s in options.stuff if labels.class_id(s) is None)

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing
+import multiprocessing.context
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
+from multiprocessing import forkserver
 from typing import Any
 
 import numpy as np
@@ -34,11 +36,26 @@ from .images import ImageIndex
 from .labels import LabelSet
 from .writers import Encoder
 
-__all__ = ["Converted", "Worker", "default_jobs", "run_in_pool"]
+__all__ = ["Converted", "Worker", "default_jobs", "run_in_pool", "start_early"]
 
 # a worker's mask crosses the process boundary as one zstd frame: level 1 packs a 12 MP
 # id map about 800x in a few ms (DESIGN 7), where pickling the array would copy 48 MB twice
 _ZSTD_LEVEL = 1
+
+
+def _context() -> multiprocessing.context.ForkServerContext:
+    # forkserver: a fresh, single-threaded server forks the workers (no fork of this process,
+    # which may hold threads: the writers', pyarrow's); ls_panoptic is imported there once
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["ls_panoptic.batch", "ls_panoptic.hf_rows"])
+    return context
+
+
+def start_early() -> None:
+    """Start the process that forks the workers now (it takes 0.3-0.5 s to import
+    ls_panoptic), so that it starts while the caller reads the export."""
+    _context()
+    forkserver.ensure_running()
 
 
 def default_jobs() -> int:
@@ -141,10 +158,7 @@ def run_in_pool(
     converted in one of ``jobs`` processes (``planned`` ``None``: nothing to convert, the
     outcome ``None``). At most ``2 * jobs`` conversions are in flight; closing the iterator
     early (an error, ``--strict``) stops the workers and drops what they had not finished."""
-    # forkserver: a fresh, single-threaded server forks the workers (no fork of this process,
-    # which may hold threads: the writers', pyarrow's); ls_panoptic is imported there once
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["ls_panoptic.batch"])
+    context = _context()
     masks = _Masks()
     window: deque[tuple[Any, Future[Converted] | None]] = deque()
     pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_start, initargs=(worker,))
