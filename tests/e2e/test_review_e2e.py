@@ -4,7 +4,8 @@ Studio of the e2e session, the backend and a worker as processes, and Label Stud
 Annotate a task through Label Studio's API and watch its thumbnail appear without a reload; an
 annotation with a label outside the config turns its task to ``error`` with the reason; follow
 the card's link to that task in Label Studio; fix the annotation there (its API) and watch the
-status turn ``ok``; move through the grid and the detail view with the keyboard; hover a segment.
+status turn ``ok``; upload an image and see its card; move through the grid and the detail view
+with the keyboard; hover a segment.
 Screenshots go to ``test-artifacts/review/`` (git-ignored), to be looked at.
 """
 
@@ -191,6 +192,12 @@ def test_review_page_follows_label_studio_in_a_browser(
                 ".every((i) => i.complete && i.naturalWidth > 0)"
             )
             _shot(page, "4-grid-fixed")
+
+            # a new task (an upload: TASKS_CREATED) gets its card, in task order
+            (d,) = live.upload([small_image("d.png", 320, 240, seed=9)]).values()
+            _wait(page, f"#task-{d}.status-empty", "the new task")
+            cards = page.eval_on_selector_all(".card", "(cs) => cs.map((c) => c.id)")
+            assert cards == [f"task-{t}" for t in (a, b, c, d)]
             assert page.evaluate("() => window.__kept") == marker
         finally:
             browser.close()
