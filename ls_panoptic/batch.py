@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -227,14 +228,16 @@ def convert_tasks(
 
     try:
         with writer as sink:
-            for outcome in _outcomes(planned_tasks(), labels, images, sink, jobs):
-                _tally(report, outcome)
-                if on_outcome:
-                    on_outcome(outcome)
-                if outcome.failure and strict:
-                    raise _Abort
-                if outcome.entry:
-                    metas[outcome.entry.key] = outcome.entry.meta
+            outcomes = closing(_outcomes(planned_tasks(), labels, images, sink, jobs))
+            with outcomes as each:  # closed at once on an error or --strict's stop
+                for outcome in each:
+                    _tally(report, outcome)
+                    if on_outcome:
+                        on_outcome(outcome)
+                    if outcome.failure and strict:
+                        raise _Abort
+                    if outcome.entry:
+                        metas[outcome.entry.key] = outcome.entry.meta
     except _Abort:
         report.aborted = True
         return report
@@ -252,7 +255,7 @@ def _outcomes(
     images: ImageIndex | None,
     writer: EntryWriter,
     jobs: int,
-) -> Iterator[Outcome]:
+) -> Generator[Outcome, None, None]:
     """Each task's outcome, in order, its entry written: converted here (``jobs`` 1) or in
     ``jobs`` worker processes, the writer's encoder run there too."""
     if jobs <= 1:
@@ -266,15 +269,16 @@ def _outcomes(
     from .batch_pool import Worker, run_in_pool  # multiprocessing only when asked
 
     worker = Worker(labels, images, writer.encoder(), _convert_one, _failed)
-    for task, outcome, encoded in run_in_pool(worker, planned_tasks, jobs):
-        if outcome is None:
-            yield _no_annotation(task)
-            continue
+    with closing(run_in_pool(worker, planned_tasks, jobs)) as results:  # stops the workers
+        for task, outcome, encoded in results:
+            if outcome is None:
+                yield _no_annotation(task)
+                continue
 
-        def add(entry: Entry, image: ImageInfo | None, encoded: Any = encoded) -> None:
-            writer.add_encoded(entry, image, encoded)
+            def add(entry: Entry, image: ImageInfo | None, encoded: Any = encoded) -> None:
+                writer.add_encoded(entry, image, encoded)
 
-        yield _write(outcome, add)
+            yield _write(outcome, add)
 
 
 class _Abort(Exception):

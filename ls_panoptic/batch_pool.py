@@ -20,8 +20,9 @@ import multiprocessing
 import multiprocessing.context
 import os
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing import forkserver
 from typing import Any
@@ -31,7 +32,7 @@ import numpy.typing as npt
 import zstandard
 
 from .compose import Scratch
-from .errors import ImageError
+from .errors import ImageError, SnapshotError
 from .images import ImageIndex
 from .labels import LabelSet
 from .writers import Encoder
@@ -153,7 +154,7 @@ class _Masks:
 
 def run_in_pool(
     worker: Worker, items: Iterable[tuple[Any, Any]], jobs: int
-) -> Iterator[tuple[Any, Any, Any]]:
+) -> Generator[tuple[Any, Any, Any], None, None]:
     """For each ``(item, planned)`` in order: ``(item, outcome, encoded)``, ``planned``
     converted in one of ``jobs`` processes (``planned`` ``None``: nothing to convert, the
     outcome ``None``). At most ``2 * jobs`` conversions are in flight; closing the iterator
@@ -179,7 +180,13 @@ def run_in_pool(
             if future is None:
                 yield item, None, None
                 continue
-            converted = future.result()
+            try:
+                converted = future.result()
+            except BrokenProcessPool as exc:
+                raise SnapshotError(
+                    "a worker process of --jobs stopped without a result (out of memory?); "
+                    f"nothing was written: run again with fewer --jobs ({exc})"
+                ) from exc
             yield item, masks.restore(converted), converted.encoded
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
