@@ -255,12 +255,19 @@ class ReviewIndex:
         self._keys = keys
 
     def ensure_built(self, project: int) -> bool:
-        """Index every state of ``project`` unless that was done; ``True`` if it ran now.
+        """Index every state of ``project`` unless that was done (and the index still has one
+        row per state: a project dropped from the store leaves rows behind); ``True`` if it
+        ran now.
 
         Safe while the store writes: each task's re-indexing reads what is stored at that
         instant, as every state write's own re-indexing does. While one process builds it,
         others answer from what is indexed so far instead of building it again."""
-        if self._redis.exists(self._keys.review_built(project)):
+        with self._redis.pipeline(transaction=True) as pipe:
+            pipe.exists(self._keys.review_built(project))
+            pipe.hlen(self._keys.states(project))
+            pipe.hlen(self._keys.review_rows(project))
+            built, states, rows = pipe.execute()
+        if built and states == rows:  # one row per state, written in the same transactions
             return False
         building = self._keys.review_building(project)
         if not self._redis.set(building, "1", nx=True, ex=_BUILD_LOCK_S):

@@ -202,3 +202,16 @@ def test_too_many_changes_give_their_number_only(
     assert len(few.rows) == 5 and few.many == 0
     many = index.changes(P, cursor, limit=4)
     assert many.rows == [] and many.many == 5 and many.seq == few.seq and not many.reload
+
+
+def test_a_dropped_project_leaves_no_rows_behind(
+    store: Store, redis_client: redis.Redis, keys: Keys
+) -> None:
+    index = ReviewIndex(redis_client, keys)
+    store.put_entry(P, 1, _entry(1, [0]), _stamp(1))
+    store.put_entry(P, 2, _entry(2, [1]), _stamp(1))
+    assert index.query(P).total == 2
+    store.drop_project(P)  # its states go, in a transaction of its own
+    store.put_entry(P, 3, _entry(3, [2]), _stamp(2))  # imported again
+    page = index.query(P)
+    assert [r.task_id for r in page.rows] == [3] and page.class_counts == {2: 1}
