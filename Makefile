@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: demo test bench lint setup setup-test label-studio redis chromium clean
+.PHONY: demo test bench lint setup setup-test label-studio redis chromium docker clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,9 +32,11 @@ demo: setup label-studio redis
 
 ## The whole test suite: unit tests, CLI tests, and end-to-end tests against a real
 ## Label Studio 1.23.2 (installed into its own virtualenv by .ci/install-label-studio), its
-## editor driven in Debian's chromium (.ci/install-chromium).
-test: setup-test label-studio redis chromium
-	LS_E2E_REQUIRED=1 LSP_REDIS_REQUIRED=1 LSP_REQUIRE_C_EXT=1 $(BIN)/python -m pytest
+## editor driven in Debian's chromium (.ci/install-chromium), and docker-compose.yml built and run
+## for real on a Docker engine (.ci/install-docker: Debian's docker.io and a debootstrap base image).
+test: setup-test label-studio redis chromium docker
+	LS_E2E_REQUIRED=1 LSP_REDIS_REQUIRED=1 LSP_REQUIRE_C_EXT=1 LSP_DOCKER_REQUIRED=1 \
+		$(BIN)/python -m pytest
 
 label-studio:
 	bash .ci/install-label-studio
@@ -44,6 +46,9 @@ redis:
 
 chromium:
 	bash .ci/install-chromium
+
+docker:
+	bash .ci/install-docker
 
 ## Benchmarks: project vs naive baseline, RLE decoders, CLI start-up (prints ratios; no pass/fail).
 bench: setup-test

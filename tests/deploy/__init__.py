@@ -1,0 +1,1 @@
+"""Deployment tests: docker-compose.yml and the Dockerfile, validated and run for real."""
