@@ -11,7 +11,7 @@ after every state write and delete (``worker.store``), a Lua script that reads t
 its manifest version and its blob's ``inst2class`` and ``meta`` (never the mask) server-side and
 updates every structure, so the index can never disagree with the states. The script is
 idempotent, which also builds the index lazily: a store written before it existed is indexed by
-the first query (:meth:`ReviewIndex.ensure_built`, one pass over the states, 4-5 s per 100,000
+the first query (:meth:`ReviewIndex.ensure_built`, one pass over the states, 4-8 s per 100,000
 tasks), and :meth:`ReviewIndex.rebuild` redoes it on demand.
 
 Queries (:meth:`ReviewIndex.query`): filters (status, class present, annotator, changed since)
