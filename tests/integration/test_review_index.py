@@ -215,3 +215,22 @@ def test_a_dropped_project_leaves_no_rows_behind(
     store.put_entry(P, 3, _entry(3, [2]), _stamp(2))  # imported again
     page = index.query(P)
     assert [r.task_id for r in page.rows] == [3] and page.class_counts == {2: 1}
+
+
+def test_a_resync_batch_keeps_the_index_too(
+    store: Store, redis_client: redis.Redis, keys: Keys
+) -> None:
+    """The resync stores many tasks per transaction (Store.put_outcomes): each is indexed."""
+    from worker._store_batch import TaskWrite
+    from worker._store_codec import encode_entry
+
+    version, fields = encode_entry(_entry(1, [0, 2]), _stamp(1))
+    writes = [
+        TaskWrite(1, _stamp(1), "ok", key="img1.jpg", version=version, fields=fields),
+        TaskWrite(2, _stamp(1), "error", key="img2.jpg", message="task 2: bad"),
+        TaskWrite(3, _stamp(1), "empty"),
+    ]
+    assert store.put_outcomes(P, writes) == [True, True, True]
+    page = ReviewIndex(redis_client, keys).query(P)
+    assert [(r.task_id, r.status) for r in page.rows] == [(1, "ok"), (2, "error"), (3, "empty")]
+    assert page.class_counts == {0: 1, 2: 1} and page.rows[1].key == "img2.jpg"
