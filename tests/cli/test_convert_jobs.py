@@ -4,6 +4,7 @@ with failing and skipped tasks among the images, and the same report."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -155,3 +156,30 @@ def test_help_explains_jobs() -> None:
     assert "--jobs N" in text
     assert "worker processes" in text and "default: the CPUs" in text
     assert "same, byte for byte" in text
+
+
+class _DyingEncoder:
+    """An encoder whose worker process dies, as one killed for lack of memory does."""
+
+    def __call__(self, entry: Any, image: Any) -> None:
+        os._exit(9)
+
+
+def test_a_worker_that_dies_stops_the_conversion_clearly(project: Path, tmp_path: Path) -> None:
+    from ls_panoptic.batch import convert_tasks
+    from ls_panoptic.errors import SnapshotError
+    from ls_panoptic.export import read_export
+    from ls_panoptic.labels import labelset_from_config
+    from ls_panoptic.model import ConvertOptions
+    from ls_panoptic.writers import PickleWriter
+
+    class Writer(PickleWriter):
+        def encoder(self) -> Any:
+            return _DyingEncoder()
+
+    output = tmp_path / "gt.pkl"
+    tasks, _format = read_export(project / "export.json")
+    labels = labelset_from_config((project / "config.xml").read_text())
+    with pytest.raises(SnapshotError, match="a worker process of --jobs stopped"):
+        convert_tasks(tasks, output, labels, ConvertOptions(), writer=Writer(output), jobs=2)
+    assert not output.exists() and not list(tmp_path.iterdir())
