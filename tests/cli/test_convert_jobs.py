@@ -101,16 +101,16 @@ def test_jobs_write_the_same_bytes_as_one_process(
         assert result.exit_code == 1, result.output  # two tasks fail, the others are written
         runs[jobs] = (result.output.replace(str(output.parent), "<out>"), _files(output))
     assert pools == [2, 3]  # --jobs 1 converts in this process
-    output, files = runs[1]
-    assert "4 images written" in output
-    assert "label 'weed' is not in the label set" in output
-    assert "2 tasks" in output  # skipped: no annotation, image not given
+    report, files = runs[1]
+    assert "4 images written" in report
+    assert "label 'weed' is not in the label set" in report
+    assert "2 tasks" in report  # skipped: no annotation, image not given
     sidecar = json.loads(files["ls-panoptic.meta.json" if fmt != "pickle" else "meta.json"])
     assert [f["task_id"] for f in sidecar["failures"]] == [2, 5]
     if fmt == "coco-panoptic":
         assert sum(name.startswith("images/") for name in files) == 4
     for jobs in (2, 3):
-        assert runs[jobs][0] == output, jobs  # the report, line for line
+        assert runs[jobs][0] == report, jobs  # the report, line for line
         assert sorted(runs[jobs][1]) == sorted(files), jobs
         for name, data in files.items():
             assert runs[jobs][1][name] == data, (jobs, name)
