@@ -6,7 +6,9 @@ format's writer (a writer that cannot hold one entry fails that task alone).
 A task that fails is reported (task, region, reason, and what a user could change: ``remedy``)
 and the others are still written, unless ``strict`` is set, in which case nothing is written
 at all. Each task's annotation is selected once, when keys are planned, and parsed once, when
-it is converted (:class:`~ls_panoptic.convert.Conversion`).
+it is converted (:class:`~ls_panoptic.convert.Conversion`). With ``jobs`` above 1 the images
+are converted (and the writer's per-image encoding done) in worker processes, and written
+here in the same order, to the same bytes (:mod:`ls_panoptic.batch_pool`).
 """
 
 from __future__ import annotations
