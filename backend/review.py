@@ -7,7 +7,8 @@ nothing from the internet. Reads the review index (:mod:`worker.review_index`) a
 :mod:`worker.thumbnails`::
 
     GET /projects/<id>/review                     the grid: filters, sort, paging, counts
-    GET /projects/<id>/review/changes?since=<n>   cards changed after change number n (live)
+    GET /projects/<id>/review/changes?since=<n>[&list=<grid query>]   cards changed after
+                                                  change number n (live)
     GET /projects/<id>/review/<task>              the detail view of one task
     GET /projects/<id>/review/<task>/thumb.jpg?v=<version>   the entry over its photo, small
     GET /projects/<id>/review/<task>/photo.jpg?v=<version>   the photo, the detail view's size
@@ -16,6 +17,10 @@ nothing from the internet. Reads the review index (:mod:`worker.review_index`) a
 Grid query parameters: ``status`` (ok, empty, error, stale, unreadable), ``class`` (class id),
 ``annotator`` (Label Studio user id, ``-`` for unknown), ``since`` (ISO 8601 time; no zone:
 UTC), ``sort`` (``task`` or ``changed``), ``desc`` (``1``), ``page`` (from 1), ``per_page``.
+The grid hands them (but ``page``) on to the detail view, whose next and previous tasks are
+those of the same filtered, sorted list, and whose way back leads to the page holding its task.
+While another process builds the index (:class:`worker.review_index.IndexBuilding`), the pages
+say "indexing N of M" (503, ``Retry-After``) instead of showing a partly built index.
 """
 
 from __future__ import annotations
@@ -24,15 +29,15 @@ import datetime as dt
 import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
-import numpy as np
 from flask import Blueprint, Response, current_app, jsonify, render_template, request, url_for
 
 from ls_panoptic.errors import PanopticError
 from ls_panoptic.labels import labelset_from_config
-from worker.review_index import SORTS, ReviewIndex, Row
+from worker.review_index import SORTS, IndexBuilding, ReviewIndex, Row
 from worker.store import ProjectRecord
-from worker.thumbnails import PALETTE, Pictures, class_colour, id_png, read_mask
+from worker.thumbnails import PALETTE, Pictures, class_colour, id_png, read_facts, read_mask
 
 from .api import require_known
 from .errors import ApiError
@@ -57,11 +62,28 @@ PER_PAGE, PER_PAGE_RANGE = 60, (1, 500)
 LIVE_CARDS = 300
 _WORD = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _EXTENSION = "ls_panoptic.review"
+#: the grid's query parameters the detail view carries along (its list), ``page`` aside
+LIST_ARGS = ("status", "class", "annotator", "since", "sort", "desc", "per_page")
 
 
 @blueprint.before_request
 def _authenticate() -> None:
     services().dashboard_guard.check(request.headers.get("Authorization"))
+
+
+@blueprint.errorhandler(IndexBuilding)
+def _building(exc: IndexBuilding) -> Response:
+    """The index is being built by another process: its progress, never its partial rows."""
+    headers = {"Retry-After": "1", "Cache-Control": "no-store"}
+    if request.path.endswith("/review/changes"):
+        answer = jsonify(indexing={"done": exc.done, "total": exc.total})
+    else:
+        html = render_template("review/indexing.html", project=exc.project, done=exc.done,
+                               total=exc.total)  # fmt: skip
+        answer = Response(html, mimetype="text/html")
+    answer.status_code = 503
+    answer.headers.update(headers)
+    return answer
 
 
 def _index() -> ReviewIndex:
@@ -108,11 +130,13 @@ def grid(project: int) -> str:
     page = _index().query(project, **filters, offset=(page_no - 1) * per_page, limit=per_page)
     pages = max(1, -(-page.total // per_page))
     context = _context(project, record)
+    query = _list_query()
     return render_template(
         "review/grid.html",
         **context,
         page=page,
-        cards=[_card(project, row) for row in page.rows],
+        cards=[_card(project, row, query) for row in page.rows],
+        list_query=urlencode(query),
         filters=filters,
         args=request.args,
         page_no=page_no,
@@ -136,11 +160,15 @@ def changes(project: int) -> Response:
     found = index.changes(project, since, limit=LIVE_CARDS)
     counts = index.query(project, limit=1)  # the counts, from the same index
     context = _context(project, record)
+    # the grid's list (``list``: its query string), so the cards' links lead into it
+    query = _list_query(dict(parse_qsl(request.args.get("list", "")[:2000])))
     cards = [
         {
             "task_id": row.task_id,
             "row": row.as_json(),
-            "html": render_template("review/_card.html", card=_card(project, row), **context),
+            "html": render_template(
+                "review/_card.html", card=_card(project, row, query), **context
+            ),
         }
         for row in found.rows
     ]
@@ -158,33 +186,51 @@ def changes(project: int) -> Response:
 
 @blueprint.get(_PROJECT + "/review" + _TASK)
 def detail(project: int, task: int) -> str:
+    """One task; ``j``/``k`` move through the grid's list (its query: filters and sort), and
+    the way back leads to the grid's page holding the task, its card focused."""
     record = require_known(services(), project)
     index = _index()
     row = index.row(project, task)
     if row is None:
         raise ApiError(404, f"task {task} of project {project} is not in the store")
-    before, after = index.neighbours(project, task)
+    filters = _filters()
+    per_page = _int_arg("per_page", PER_PAGE, *PER_PAGE_RANGE)
+    query = _list_query()
+    place = index.position(project, task, **filters)
+    page_no = place.rank // per_page + 1 if place is not None else 1
     entry: dict[str, Any] = {}
     if row.version:
-        stored = read_mask(services().redis, services().keys, project, task, row.version, 1 << 30)
-        if stored is not None:
-            areas = np.bincount(stored.mask.ravel())
+        svc = services()
+        facts = read_facts(svc.redis, svc.keys, project, task, row.version)
+        areas = _pictures().areas(project, task, row.version) if facts is not None else None
+        if facts is not None and areas is not None:
             entry = {
                 "segments": [
-                    {"id": i, "class": c, "area": int(areas[i]) if i < len(areas) else 0}
-                    for i, c in sorted(stored.inst2class.items())
+                    {"id": i, "class": c, "area": areas.get(i, 0)}
+                    for i, c in sorted(facts.inst2class.items())
                 ],
-                "meta": stored.meta,
-                "size": [stored.width, stored.height],
+                "meta": facts.meta,
+                "size": [facts.width, facts.height],
             }
+
+    def neighbour(other: int | None) -> str | None:
+        return None if other is None else url_for(".detail", project=project, task=other, **query)
+
+    back_args: dict[str, Any] = {**query, **({"page": page_no} if page_no > 1 else {})}
+    back = url_for(".grid", project=project, **back_args)
     return render_template(
         "review/detail.html",
         **_context(project, record),
-        card=_card(project, row),
+        card=_card(project, row, query),
         row=row,
         entry=entry,
-        before=before,
-        after=after,
+        place=place,
+        before=place.before if place else None,
+        after=place.after if place else None,
+        before_link=neighbour(place.before if place else None),
+        after_link=neighbour(place.after if place else None),
+        back=f"{back}#task-{task}",
+        filtered=any(name in query for name in ("status", "class", "annotator", "since")),
         seq=index.query(project, limit=1).seq,
         detail_side=DETAIL_SIDE,
     )
@@ -241,7 +287,7 @@ def _context(project: int, record: ProjectRecord) -> dict[str, Any]:
     }
 
 
-def _card(project: int, row: Row) -> dict[str, Any]:
+def _card(project: int, row: Row, query: Mapping[str, Any]) -> dict[str, Any]:
     shown = "stale" if row.stale else row.status
     return {
         "row": row,
@@ -250,8 +296,15 @@ def _card(project: int, row: Row) -> dict[str, Any]:
         "thumb": url_for(".thumbnail", project=project, task=row.task_id, v=row.version)
         if row.version
         else None,
-        "detail": url_for(".detail", project=project, task=row.task_id),
+        "detail": url_for(".detail", project=project, task=row.task_id, **query),
     }
+
+
+def _list_query(args: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The grid's list as query parameters (filters, sort, page size; not the page), from
+    ``args`` (default: the request's)."""
+    given = request.args if args is None else args
+    return {name: value for name in LIST_ARGS if (value := given.get(name, ""))}
 
 
 def _filters() -> dict[str, Any]:

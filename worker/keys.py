@@ -19,6 +19,8 @@
     {prefix}:p:{project}:config_checked     STRING  hash of the config last fetched (config_cache)
     {prefix}:p:{project}:review:...         the review page's index (worker.review_index)
     {prefix}:p:{project}:thumb:{task}:{ver}:{side}  STRING  cached thumbnail (TTL)
+    {prefix}:p:{project}:photo:{task}:{ver}:{side}  STRING  cached review photo (TTL)
+    {prefix}:p:{project}:areas:{task}:{ver}         STRING  cached segment areas (TTL)
 
 Every key of a project starts with :meth:`Keys.project_prefix`. Ids are non-negative integers
 and versions lower-case hex, checked here, so no caller can smuggle a separator or a glob
@@ -210,6 +212,13 @@ class Keys:
             raise ValueError(f"entry version must be lower-case hex, not {version!r}")
         task, size = _id(task_id, "task id"), _id(side, "photo side")
         return f"{self.project_prefix(project)}photo:{task}:{version}:{size}"
+
+    def review_areas(self, project: int, task_id: int, version: str) -> str:
+        """STRING, with a TTL: JSON ``{instance id: pixels}`` of entry ``version``'s full-size
+        mask (the review's detail view names each segment's area)."""
+        if not is_version(version):
+            raise ValueError(f"entry version must be lower-case hex, not {version!r}")
+        return f"{self.project_prefix(project)}areas:{_id(task_id, 'task id')}:{version}"
 
 
 _WORD = re.compile(r"[A-Za-z0-9_-]{1,64}")

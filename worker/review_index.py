@@ -12,18 +12,23 @@ its manifest version and its blob's ``inst2class`` and ``meta`` (never the mask)
 updates every structure, so the index can never disagree with the states. The script is
 idempotent, which also builds the index lazily: a store written before it existed is indexed by
 the first query (:meth:`ReviewIndex.ensure_built`, one pass over the states, 4-8 s per 100,000
-tasks), and :meth:`ReviewIndex.rebuild` redoes it on demand.
+tasks), and :meth:`ReviewIndex.rebuild` redoes it from scratch on demand (``ls-panoptic resync
+--rebuild``). While one process builds it, every read by the others raises
+:class:`IndexBuilding` with the progress (the page shows "indexing N of M"), never a partly
+built index.
 
 Queries (:meth:`ReviewIndex.query`): filters (status, class present, annotator, changed since)
 intersect their SETs with the sort ZSET (``ZINTERSTORE`` into a short-lived scratch key), then
 one ``ZRANGE`` pages it; cost grows with the filtered sets, never with reading rows.
+:meth:`ReviewIndex.position` places one task in such a list (its rank and neighbours: the
+detail view's next and previous task in the list the grid showed).
 """
 
 from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +37,16 @@ from redis.client import Pipeline
 
 from .keys import Keys
 
-__all__ = ["SORTS", "Changes", "Page", "ReviewIndex", "Row", "queue_reindex"]
+__all__ = [
+    "SORTS",
+    "Changes",
+    "IndexBuilding",
+    "Page",
+    "Position",
+    "ReviewIndex",
+    "Row",
+    "queue_reindex",
+]
 
 #: sort orders of the grid: by task id, or by the time of the latest change
 SORTS = ("task", "changed")
@@ -40,7 +54,8 @@ SORTS = ("task", "changed")
 CHANGES_KEPT = 10_000
 _BUILD_BATCH = 500
 _SCRATCH_TTL_S = 30
-_BUILD_LOCK_S = 300
+#: the build lock's lifetime, renewed after every batch: a builder that died frees it soon
+_BUILD_LOCK_S = 60
 
 # Every structure of the index for the tasks ARGV[6:], from what the store holds now.
 # ARGV: review prefix, states, manifest, blob key prefix ("...:blob:"), failures, task ids...
@@ -247,6 +262,33 @@ class Changes:
     many: int = 0
 
 
+class IndexBuilding(Exception):
+    """Another process is building the index of the project: ``done`` of ``total`` tasks are
+    indexed so far (the page says so instead of showing a partly built index)."""
+
+    def __init__(self, project: int, done: int, total: int) -> None:
+        super().__init__(f"the review index of project {project} is being built: {done} of {total}")
+        self.project, self.done, self.total = project, done, total
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a task stands in the grid's filtered, sorted list (the detail view's keyboard).
+
+    Attributes:
+        before / after: the previous and next task ids in that list (``None``: none).
+        rank: the task's place in the list from 0, in the order shown; where it would stand
+            when it does not pass the filters (``listed`` false).
+        total: how many tasks pass the filters.
+    """
+
+    before: int | None
+    after: int | None
+    rank: int
+    listed: bool
+    total: int
+
+
 class ReviewIndex:
     """Reads (and lazily builds) the review index of one store's Redis database."""
 
@@ -260,37 +302,71 @@ class ReviewIndex:
         ran now.
 
         Safe while the store writes: each task's re-indexing reads what is stored at that
-        instant, as every state write's own re-indexing does. While one process builds it,
-        others answer from what is indexed so far instead of building it again."""
+        instant, as every state write's own re-indexing does.
+
+        Raises:
+            IndexBuilding: another process is building it; its rows are not to be shown yet.
+        """
         with self._redis.pipeline(transaction=True) as pipe:
+            pipe.get(self._keys.review_building(project))
             pipe.exists(self._keys.review_built(project))
             pipe.hlen(self._keys.states(project))
             pipe.hlen(self._keys.review_rows(project))
-            built, states, rows = pipe.execute()
+            building, built, states, rows = pipe.execute()
+        if building is not None:
+            raise IndexBuilding(project, *_progress(building))
         if built and states == rows:  # one row per state, written in the same transactions
             return False
-        building = self._keys.review_building(project)
-        if not self._redis.set(building, "1", nx=True, ex=_BUILD_LOCK_S):
-            return False
-        try:
-            self.rebuild(project)
-        finally:
-            self._redis.delete(building)
+        self.rebuild(project)
         return True
 
-    def rebuild(self, project: int) -> int:
-        """Re-index every task of ``project`` that has a state or a row; returns how many."""
-        states = {int(t) for t in self._redis.hkeys(self._keys.states(project))}
-        rows = {int(t) for t in self._redis.hkeys(self._keys.review_rows(project))}
-        ids = sorted(states | rows)
-        with self._redis.pipeline(transaction=False) as pipe:
-            for start in range(0, len(ids), _BUILD_BATCH):
-                queue_reindex(pipe, self._keys, project, ids[start : start + _BUILD_BATCH])
-                if len(pipe) >= 20:
+    def progress(self, project: int) -> tuple[int, int] | None:
+        """``(done, total)`` of the build under way, ``None`` when none is."""
+        found = self._redis.get(self._keys.review_building(project))
+        return None if found is None else _progress(found)
+
+    def rebuild(self, project: int, on_batch: Callable[[int, int], None] | None = None) -> int:
+        """Index ``project`` from scratch: drop its index (the change log's sequence number
+        excepted: open pages' cursors stay behind it, so they reload), then re-index every
+        task that has a state; returns how many. Meanwhile other processes get
+        :class:`IndexBuilding` with the progress; ``on_batch(done, total)`` after each batch.
+
+        Raises:
+            IndexBuilding: another process is building it already.
+        """
+        building = self._keys.review_building(project)
+        if not self._redis.set(building, "0/0", nx=True, ex=_BUILD_LOCK_S):
+            raise IndexBuilding(project, *(self.progress(project) or (0, 0)))
+        try:
+            self._clear(project)
+            ids = sorted(int(t) for t in self._redis.hkeys(self._keys.states(project)))
+            self._redis.set(building, f"0/{len(ids)}", ex=_BUILD_LOCK_S)
+            for start in range(0, len(ids), _BUILD_BATCH * 20):
+                with self._redis.pipeline(transaction=False) as pipe:
+                    for at in range(start, min(len(ids), start + _BUILD_BATCH * 20), _BUILD_BATCH):
+                        queue_reindex(pipe, self._keys, project, ids[at : at + _BUILD_BATCH])
+                    done = min(len(ids), start + _BUILD_BATCH * 20)
+                    pipe.set(building, f"{done}/{len(ids)}", ex=_BUILD_LOCK_S)
                     pipe.execute()
-            pipe.set(self._keys.review_built(project), "1")
-            pipe.execute()
+                if on_batch is not None:
+                    on_batch(done, len(ids))
+            self._redis.set(self._keys.review_built(project), "1")
+        finally:
+            self._redis.delete(building)
         return len(ids)
+
+    def _clear(self, project: int) -> None:
+        """Delete the index of ``project`` but its build lock, sequence number and the
+        scratch keys of queries under way."""
+        k = self._keys
+        kept = {k.review_building(project), k.review_seq(project)}
+        scratch = k.review_prefix(project) + "scratch:"
+        found = self._redis.scan_iter(k.review_prefix(project) + "*", count=1000)
+        doomed = [
+            key for key in map(_text, found) if key not in kept and not key.startswith(scratch)
+        ]
+        for start in range(0, len(doomed), 1000):
+            self._redis.delete(*doomed[start : start + 1000])
 
     def query(
         self,
@@ -305,46 +381,29 @@ class ReviewIndex:
         offset: int = 0,
         limit: int = 60,
     ) -> Page:
-        """One page of rows passing every filter given (``changed_since``: Unix time)."""
-        if sort not in SORTS:
-            raise ValueError(f"sort must be one of {', '.join(SORTS)}, not {sort!r}")
+        """One page of rows passing every filter given (``changed_since``: Unix time).
+
+        Raises:
+            IndexBuilding: another process is building the index.
+        """
         if offset < 0 or limit < 1:
             raise ValueError("offset must be >= 0 and limit >= 1")
         self.ensure_built(project)
         k = self._keys
-        order = k.review_order(project, sort)
-        sets = []
-        if status is not None:
-            sets.append(k.review_status(project, status))
-        if class_id is not None:
-            sets.append(k.review_class(project, class_id))
-        if annotator is not None:
-            sets.append(k.review_annotator(project, annotator))
-        stop = offset + limit - 1
         with self._redis.pipeline(transaction=True) as pipe:
-            source = order
-            if sets or changed_since is not None:
-                source = k.review_scratch(project, secrets.token_hex(8))
-                if changed_since is not None:
-                    since = k.review_scratch(project, secrets.token_hex(8))
-                    pipe.zrangestore(since, k.review_order(project, "changed"),
-                                     f"({changed_since!r}", "+inf", byscore=True)  # fmt: skip
-                    sets.append(since)
-                weights = {order: 1, **dict.fromkeys(sets, 0)}
-                pipe.zinterstore(source, weights)
-                pipe.expire(source, _SCRATCH_TTL_S)
+            source, scratch = self._queue_filter(
+                pipe, project, status, class_id, annotator, changed_since, sort
+            )
+            queued = len(pipe)
             pipe.zcard(source)
-            pipe.zrange(source, offset, stop, desc=descending)
-            if source != order:
-                pipe.delete(source, *(s for s in sets if ":scratch:" in s))
+            pipe.zrange(source, offset, offset + limit - 1, desc=descending)
             pipe.hgetall(k.review_counts(project, "status"))
             pipe.hgetall(k.review_counts(project, "class"))
             pipe.hgetall(k.review_counts(project, "annotator"))
             pipe.get(k.review_seq(project))
-            replies = pipe.execute()
-        if source != order:
-            replies = replies[(3 if changed_since is not None else 2) :]
-            replies.pop(2)  # the DEL
+            if scratch:
+                pipe.delete(*scratch)
+            replies = pipe.execute()[queued : queued + 6]
         total, ids, statuses, classes, annotators, seq = replies
         return Page(
             rows=self.rows(project, [int(t) for t in ids]),
@@ -354,6 +413,90 @@ class ReviewIndex:
             annotator_counts=_counts(annotators, str),
             seq=int(seq or 0),
         )
+
+    def position(
+        self,
+        project: int,
+        task_id: int,
+        *,
+        status: str | None = None,
+        class_id: int | None = None,
+        annotator: str | None = None,
+        changed_since: float | None = None,
+        sort: str = "task",
+        descending: bool = False,
+    ) -> Position | None:
+        """Where ``task_id`` stands in the list :meth:`query` pages with these filters, and
+        its neighbours there; ``None`` when the task is not indexed.
+
+        Raises:
+            IndexBuilding: another process is building the index.
+        """
+        self.ensure_built(project)
+        member = str(int(task_id))
+        score = self._redis.zscore(self._keys.review_order(project, sort), member)
+        if score is None:
+            return None
+        with self._redis.pipeline(transaction=True) as pipe:
+            source, scratch = self._queue_filter(
+                pipe, project, status, class_id, annotator, changed_since, sort
+            )
+            pipe.zcard(source)
+            total = int(pipe.execute()[-1])
+        try:
+            # the filtered list is this request's own copy: the task joins it to be placed
+            listed = not scratch or not self._redis.zadd(source, {member: score})
+            found: Any = (self._redis.zrevrank if descending else self._redis.zrank)(source, member)
+            if found is None:  # deleted meanwhile (only the unfiltered list is shared)
+                return None
+            rank = int(found)
+            around: Any = self._redis.zrange(source, max(0, rank - 1), rank + 1, desc=descending)
+            near = [int(t) for t in around]
+        finally:
+            if scratch:
+                self._redis.delete(*scratch)
+        at = near.index(task_id) if task_id in near else 0
+        before = near[at - 1] if at > 0 else None
+        after = near[at + 1] if at + 1 < len(near) else None
+        return Position(before, after, rank, listed, total)
+
+    def _queue_filter(
+        self,
+        pipe: Pipeline,
+        project: int,
+        status: str | None,
+        class_id: int | None,
+        annotator: str | None,
+        changed_since: float | None,
+        sort: str,
+    ) -> tuple[str, list[str]]:
+        """Queue what makes the ZSET of the tasks passing the filters, scored by ``sort``;
+        returns its key and the scratch keys to delete (none: the sort order itself)."""
+        if sort not in SORTS:
+            raise ValueError(f"sort must be one of {', '.join(SORTS)}, not {sort!r}")
+        k = self._keys
+        order = k.review_order(project, sort)
+        sets = []
+        if status is not None:
+            sets.append(k.review_status(project, status))
+        if class_id is not None:
+            sets.append(k.review_class(project, class_id))
+        if annotator is not None:
+            sets.append(k.review_annotator(project, annotator))
+        if not sets and changed_since is None:
+            return order, []
+        source = k.review_scratch(project, secrets.token_hex(8))
+        scratch = [source]
+        if changed_since is not None:
+            since = k.review_scratch(project, secrets.token_hex(8))
+            pipe.zrangestore(since, k.review_order(project, "changed"),
+                             f"({changed_since!r}", "+inf", byscore=True)  # fmt: skip
+            pipe.expire(since, _SCRATCH_TTL_S)
+            sets.append(since)
+            scratch.append(since)
+        pipe.zinterstore(source, {order: 1, **dict.fromkeys(sets, 0)})
+        pipe.expire(source, _SCRATCH_TTL_S)
+        return source, scratch
 
     def rows(self, project: int, task_ids: Sequence[int]) -> list[Row]:
         """The rows of ``task_ids`` that are indexed, in that order."""
@@ -368,17 +511,13 @@ class ReviewIndex:
         found = self.rows(project, [task_id])
         return found[0] if found else None
 
-    def neighbours(self, project: int, task_id: int) -> tuple[int | None, int | None]:
-        """The previous and next task ids by id (the detail view's keyboard navigation)."""
-        order = self._keys.review_order(project, "task")
-        before = self._redis.zrange(order, f"({task_id}", "-inf", byscore=True, desc=True,
-                                    offset=0, num=1)  # fmt: skip
-        after = self._redis.zrange(order, f"({task_id}", "+inf", byscore=True, offset=0, num=1)
-        return _first_id(before), _first_id(after)
-
     def changes(self, project: int, since: int, limit: int = CHANGES_KEPT) -> Changes:
         """Rows changed after the sequence number ``since``; more than ``limit``: only their
-        number (``Changes.many``)."""
+        number (``Changes.many``).
+
+        Raises:
+            IndexBuilding: another process is building the index.
+        """
         self.ensure_built(project)
         log, seq_key = self._keys.review_changes(project), self._keys.review_seq(project)
         with self._redis.pipeline(transaction=True) as pipe:
@@ -403,6 +542,19 @@ class ReviewIndex:
 
 def _first_id(found: Any) -> int | None:
     return int(found[0]) if found else None
+
+
+def _text(raw: bytes | str) -> str:
+    return raw.decode() if isinstance(raw, bytes) else raw
+
+
+def _progress(raw: bytes | str) -> tuple[int, int]:
+    """``(done, total)`` from the build lock's value ``done/total``."""
+    done, _, total = _text(raw).partition("/")
+    try:
+        return int(done), int(total or 0)
+    except ValueError:
+        return 0, 0
 
 
 def _counts(raw: dict[bytes, bytes], kind: type[Any]) -> dict[Any, int]:

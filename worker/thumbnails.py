@@ -44,12 +44,15 @@ from .settings import Settings
 __all__ = [
     "CACHE_TTL_S",
     "PALETTE",
+    "EntryFacts",
     "Pictures",
     "StoredMask",
     "class_colour",
+    "count_areas",
     "draw_overlay",
     "id_png",
     "load_photo",
+    "read_facts",
     "read_mask",
 ]
 
@@ -103,10 +106,8 @@ def read_mask(
     if fields[0] is None:
         return None
     try:
-        data, dtype, height, width = fields[0], text(fields[1]), int(fields[2]), int(fields[3])
-        stored = np.dtype(np.uint16 if dtype == "uint16" else np.uint32)
-        raw = zstandard.ZstdDecompressor().decompress(data)
-        full = np.frombuffer(raw, dtype=stored).reshape(height, width)
+        full = _stored_mask(fields[0], fields[1], fields[2], fields[3])
+        height, width = full.shape
         step = max(1, -(-max(height, width) // side))
         mask = np.ascontiguousarray(full[::step, ::step], dtype=np.uint32)
         inst2class = {int(k): int(v) for k, v in json.loads(fields[4]).items()}
@@ -114,6 +115,65 @@ def read_mask(
     except (TypeError, ValueError, zstandard.ZstdError) as exc:
         raise StoreError(f"{where}: stored entry is unreadable ({exc!r})") from exc
     return StoredMask(mask, step, height, width, inst2class, meta, text(fields[6]))
+
+
+def _stored_mask(data: bytes, dtype: Any, height: Any, width: Any) -> npt.NDArray[Any]:
+    """The blob's mask, full size, in its stored dtype (``uint16`` or ``uint32``)."""
+    stored = np.dtype(np.uint16 if text(dtype) == "uint16" else np.uint32)
+    raw = zstandard.ZstdDecompressor().decompress(data)
+    return np.frombuffer(raw, dtype=stored).reshape(int(height), int(width))
+
+
+@dataclass(frozen=True)
+class EntryFacts:
+    """What the detail view says of an entry blob, read without its mask."""
+
+    height: int
+    width: int
+    inst2class: dict[int, int]
+    meta: dict[str, Any]
+
+
+def read_facts(
+    client: redis.Redis, keys: Keys, project: int, task_id: int, version: str
+) -> EntryFacts | None:
+    """The size, ``inst2class`` and provenance of blob ``version`` (``None``: gone); the mask
+    is not read.
+
+    Raises:
+        StoreError: the blob is unreadable.
+    """
+    where = keys.blob(project, task_id, version)
+    fields: list[Any] = client.hmget(where, ["height", "width", "inst2class", "meta"])
+    if fields[2] is None:
+        return None
+    try:
+        inst2class = {int(k): int(v) for k, v in json.loads(fields[2]).items()}
+        return EntryFacts(int(fields[0]), int(fields[1]), inst2class, json.loads(fields[3]))
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"{where}: stored entry is unreadable ({exc!r})") from exc
+
+
+def count_areas(
+    client: redis.Redis, keys: Keys, project: int, task_id: int, version: str
+) -> dict[int, int] | None:
+    """Pixels of each instance of blob ``version``'s full-size mask, every id of its
+    ``inst2class`` listed (``None``: the blob is gone). Decodes the whole mask: cached by
+    :meth:`Pictures.areas`.
+
+    Raises:
+        StoreError: the blob is unreadable.
+    """
+    where = keys.blob(project, task_id, version)
+    fields: list[Any] = client.hmget(where, ["mask", "dtype", "height", "width", "inst2class"])
+    if fields[0] is None:
+        return None
+    try:
+        counts = np.bincount(_stored_mask(*fields[:4]).ravel())
+        ids = sorted(int(k) for k in json.loads(fields[4]))
+    except (TypeError, ValueError, zstandard.ZstdError) as exc:
+        raise StoreError(f"{where}: stored entry is unreadable ({exc!r})") from exc
+    return {i: int(counts[i]) if i < len(counts) else 0 for i in ids}
 
 
 def load_photo(path: Path | None, size: tuple[int, int], exif: bool) -> Image.Image:
@@ -244,6 +304,18 @@ class Pictures:
 
         key = self._keys.review_photo(project, task_id, version, side)
         return self._cached(key, project, task_id, version, side, draw)
+
+    def areas(self, project: int, task_id: int, version: str) -> dict[int, int] | None:
+        """``{instance id: pixels}`` of entry ``version`` at full size (:func:`count_areas`),
+        cached by version like the pictures; ``None``: the blob is gone."""
+        key = self._keys.review_areas(project, task_id, version)
+        cached: Any = self._redis.get(key)
+        if cached is not None:
+            return {int(k): int(v) for k, v in json.loads(cached).items()}
+        found = count_areas(self._redis, self._keys, project, task_id, version)
+        if found is not None:
+            self._redis.set(key, json.dumps(found, separators=(",", ":")), ex=CACHE_TTL_S)
+        return found
 
     def _cached(
         self,

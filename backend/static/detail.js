@@ -26,9 +26,10 @@
     try {
       const r = await fetch(page.dataset.changes + "?since=" + seq, { credentials: "same-origin", cache: "no-store" });
       const body = await r.json();
+      if (body.indexing) throw new Error("indexing"); // rebuilt meanwhile: the reload follows
       const mine = body.cards.some((c) => String(c.task_id) === page.dataset.task) ||
         body.gone.map(String).includes(page.dataset.task);
-      if (mine || body.reload) { window.location.reload(); return; }
+      if (mine || body.reload || body.many) { window.location.reload(); return; }
       seq = body.seq;
     } catch (err) { /* keep polling */ }
     setTimeout(poll, 1000);

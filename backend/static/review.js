@@ -21,6 +21,13 @@
     card.scrollIntoView({ block: "nearest" });
   }
 
+  // back from a task's detail view (#task-<id>): its card is the focused one
+  const hashed = /^#task-(\d+)$/.exec(window.location.hash);
+  if (hashed) {
+    const i = cards().findIndex((c) => c.dataset.task === hashed[1]);
+    if (i >= 0) focusCard(i);
+  }
+
   document.addEventListener("keydown", (e) => {
     if (e.target.closest("input, select, textarea") || e.ctrlKey || e.metaKey || e.altKey) return;
     const all = cards();
@@ -105,12 +112,22 @@
     note.append(missed + " changes too many to follow one by one (a resync?): ", link);
   }
 
+  let indexing = false;
   async function poll() {
     try {
-      const response = await fetch(filters.changes + "?since=" + seq, { credentials: "same-origin", cache: "no-store" });
-      if (!response.ok) throw new Error(String(response.status));
+      const query = filters.query ? "&list=" + encodeURIComponent(filters.query) : ""; // cards' links keep the list
+      const response = await fetch(filters.changes + "?since=" + seq + query, { credentials: "same-origin", cache: "no-store" });
+      if (!response.ok && response.status !== 503) throw new Error(String(response.status));
       const body = await response.json();
-      if (body.reload) { window.location.reload(); return; }
+      if (body.indexing) { // another process rebuilds the index: say so, show the new one after
+        indexing = true;
+        live.classList.add("down");
+        live.textContent = "● indexing " + body.indexing.done + " of " + body.indexing.total;
+        setTimeout(poll, 1000);
+        return;
+      }
+      if (!response.ok) throw new Error(String(response.status));
+      if (body.reload || indexing) { window.location.reload(); return; }
       if (body.many) banner(body.many);
       body.cards.forEach(apply);
       body.gone.forEach((t) => { const c = document.getElementById("task-" + t); if (c) c.remove(); });

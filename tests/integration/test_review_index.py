@@ -7,11 +7,12 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pytest
 import redis
 
 from ls_panoptic.model import Entry
 from worker.keys import Keys
-from worker.review_index import ReviewIndex
+from worker.review_index import IndexBuilding, ReviewIndex
 from worker.store import Store
 
 P = 3
@@ -80,13 +81,19 @@ def test_rows_follow_every_kind_of_state_write(store: Store, redis_client: redis
     assert page.class_counts == {1: 1} and page.annotator_counts == {"7": 1}
 
 
-def test_filters_sort_and_paging(store: Store, redis_client: redis.Redis, keys: Keys) -> None:
-    index = ReviewIndex(redis_client, keys)
+def _forty_tasks(store: Store) -> None:
+    """Tasks 1-40: every tenth in error, the others ok with class ``task % 3`` by annotator
+    ``task % 2``."""
     for task in range(1, 41):
         if task % 10 == 0:
             store.record_error(P, task, f"task {task}: bad", _stamp(1))
         else:
             store.put_entry(P, task, _entry(task, [task % 3], annotator=task % 2), _stamp(1))
+
+
+def test_filters_sort_and_paging(store: Store, redis_client: redis.Redis, keys: Keys) -> None:
+    index = ReviewIndex(redis_client, keys)
+    _forty_tasks(store)
     page = index.query(P, offset=10, limit=5)
     assert page.total == 40 and [r.task_id for r in page.rows] == [11, 12, 13, 14, 15]
     page = index.query(P, descending=True, limit=3)
@@ -110,7 +117,38 @@ def test_filters_sort_and_paging(store: Store, redis_client: redis.Redis, keys: 
     assert index.query(P, changed_since=cut, status="error").total == 0
     # no scratch keys are left behind by the queries
     assert not list(redis_client.scan_iter(keys.review_prefix(P) + "scratch:*"))
-    assert index.neighbours(P, 17) == (16, 18) and index.neighbours(P, 1) == (None, 2)
+
+
+def test_position_follows_the_grids_filtered_sorted_list(
+    store: Store, redis_client: redis.Redis, keys: Keys
+) -> None:
+    """The detail view's next/previous: the neighbours in the list the grid showed."""
+    index = ReviewIndex(redis_client, keys)
+    _forty_tasks(store)
+    whole = index.position(P, 17)
+    assert whole is not None and (whole.before, whole.after, whole.rank) == (16, 18, 16)
+    assert whole.listed and whole.total == 40
+    first = index.position(P, 1)
+    assert first is not None and (first.before, first.after) == (None, 2)
+    # errors only, newest id first: 40, 30, 20, 10
+    errors = index.position(P, 20, status="error", descending=True)
+    assert errors is not None
+    assert (errors.before, errors.after, errors.rank, errors.total) == (30, 10, 2, 4)
+    # every position agrees with the pages query() gives, whatever the filters and order
+    for filters in ({"class_id": 1}, {"class_id": 2, "annotator": "0", "descending": True},
+                    {"sort": "changed", "descending": True}):  # fmt: skip
+        listed = [r.task_id for r in index.query(P, limit=100, **filters).rows]
+        for rank, task in enumerate(listed):
+            place = index.position(P, task, **filters)
+            assert place is not None and place.listed and place.rank == rank
+            assert place.before == (listed[rank - 1] if rank else None)
+            assert place.after == (listed[rank + 1] if rank + 1 < len(listed) else None)
+    # a task that left the list (it changed status while looked at): where it would stand
+    gone = index.position(P, 15, status="error")
+    assert gone is not None and not gone.listed and (gone.before, gone.after) == (10, 20)
+    assert gone.total == 4 and gone.rank == 1
+    assert index.position(P, 999) is None
+    assert not list(redis_client.scan_iter(keys.review_prefix(P) + "scratch:*"))
 
 
 def test_change_log_gives_what_changed_after_a_cursor(
@@ -179,16 +217,49 @@ def test_the_script_writes_the_keys_that_keys_py_names(
     assert row is not None and row.key == "two.jpg"  # never converted: the failure's key
 
 
-def test_only_one_process_builds_the_index_at_a_time(
+def test_only_one_process_builds_the_index_and_the_others_see_its_progress(
     store: Store, redis_client: redis.Redis, keys: Keys
 ) -> None:
     store.put_entry(P, 1, _entry(1, [0]), _stamp(1))
-    redis_client.delete(keys.review_built(P))
-    redis_client.set(keys.review_building(P), "1", ex=60)  # another process is at it
     index = ReviewIndex(redis_client, keys)
-    assert not index.ensure_built(P)
+    assert index.query(P).total == 1
+    redis_client.set(keys.review_building(P), "250/1000", ex=60)  # another process is at it
+    for read in (lambda: index.query(P), lambda: index.row(P, 1), lambda: index.changes(P, 0),
+                 lambda: index.position(P, 1), lambda: index.ensure_built(P)):  # fmt: skip
+        with pytest.raises(IndexBuilding) as caught:
+            read()
+        assert (caught.value.done, caught.value.total) == (250, 1000)
+    with pytest.raises(IndexBuilding):
+        index.rebuild(P)  # not twice at once
+    assert index.progress(P) == (250, 1000)
     redis_client.delete(keys.review_building(P))
-    assert index.ensure_built(P) and not redis_client.exists(keys.review_building(P))
+    redis_client.delete(keys.review_built(P))
+    seen: list[tuple[int, int]] = []
+    assert index.rebuild(P, on_batch=lambda done, total: seen.append((done, total))) == 1
+    assert seen == [(1, 1)] and index.progress(P) is None
+    assert not redis_client.exists(keys.review_building(P)) and not index.ensure_built(P)
+
+
+def test_a_rebuild_starts_from_scratch_and_keeps_cursors_behind(
+    store: Store, redis_client: redis.Redis, keys: Keys
+) -> None:
+    """What a corrupted or outdated index held is gone after a rebuild; open pages' cursors
+    stay behind the sequence number, so they reload instead of missing changes."""
+    index = ReviewIndex(redis_client, keys)
+    for task in range(1, 4):
+        store.put_entry(P, task, _entry(task, [task % 2]), _stamp(1))
+    cursor = index.query(P).seq
+    redis_client.sadd(keys.review_class(P, 5), "2")  # stray members, counts out of step
+    redis_client.hset(keys.review_counts(P, "class"), "5", 9)
+    redis_client.sadd(keys.review_status(P, "error"), "3")
+    assert index.query(P, class_id=5).total == 1  # the damage shows
+    assert index.rebuild(P) == 3
+    page = index.query(P)
+    assert page.class_counts == {0: 1, 1: 2} and page.status_counts == {"ok": 3}
+    assert index.query(P, class_id=5).total == 0 and index.query(P, status="error").total == 0
+    assert page.seq > cursor
+    after = index.changes(P, cursor)
+    assert sorted(r.task_id for r in after.rows) == [1, 2, 3] or after.reload
 
 
 def test_too_many_changes_give_their_number_only(

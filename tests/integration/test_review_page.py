@@ -18,6 +18,7 @@ from PIL import Image
 from backend.app import create_app
 from ls_panoptic.model import Entry
 from tests.service import API_TOKEN, basic, bearer
+from worker.keys import Keys
 from worker.settings import Settings
 from worker.store import Store
 
@@ -172,3 +173,70 @@ def test_assets_ship_with_the_package(page: FlaskClient, filled: Store) -> None:
     for asset in re.findall(r'(?:href|src)="(/projects/review-static/[^"]+)"', html):
         assert page.get(asset, headers=AUTH).status_code == 200
     assert "http://" not in html.split("<main")[0] and "https://" not in html
+
+
+def test_the_detail_view_moves_through_the_grids_list_and_back_to_its_page(
+    page: FlaskClient, filled: Store
+) -> None:
+    """The grid's filters and sort go with the card's link; next/previous follow that list;
+    the way back leads to the grid page holding the task, its card named for focus."""
+    filled.record_error(P, 7, "task 7: bad", "2024-05-01T00:00:01Z")
+    filled.record_error(P, 9, "task 9: bad", "2024-05-01T00:00:01Z")
+    html = page.get(f"/projects/{P}/review?status=error&desc=1&per_page=2", headers=AUTH)
+    text = html.get_data(as_text=True)
+    assert re.findall(r'id="task-(\d+)"', text) == ["9", "7"]  # page 1 of 2: 9, 7 | 3
+    assert 'data-detail="/projects/4/review/9?status=error&amp;desc=1&amp;per_page=2"' in text
+    detail = page.get(f"/projects/{P}/review/3?status=error&desc=1&per_page=2", headers=AUTH)
+    text = detail.get_data(as_text=True)
+    assert 'id="prev-task" href="/projects/4/review/7?status=error&amp;desc=1&amp;per_page=2"' in (
+        text
+    )
+    assert 'id="next-task"' not in text and "3 of 3" in text  # the last of the list
+    back = "/projects/4/review?status=error&amp;desc=1&amp;per_page=2&amp;page=2#task-3"
+    assert f'data-grid="{back}"' in text
+    # unfiltered: every task by id, page 1 needs no parameter
+    text = page.get(f"/projects/{P}/review/2", headers=AUTH).get_data(as_text=True)
+    assert 'id="prev-task" href="/projects/4/review/1"' in text
+    assert 'id="next-task" href="/projects/4/review/3"' in text
+    assert 'data-grid="/projects/4/review#task-2"' in text
+    # the live changes render the cards with the grid's query too
+    filled.record_error(P, 1, "task 1: broken", "2024-05-01T00:00:02Z")
+    listed = "list=status%3Derror%26desc%3D1%26since%3D2024-01-01"
+    body = page.get(f"/projects/{P}/review/changes?since=0&{listed}", headers=AUTH)
+    card = next(c for c in body.get_json()["cards"] if c["task_id"] == 1)
+    assert (
+        'data-detail="/projects/4/review/1?status=error&amp;since=2024-01-01&amp;desc=1"'
+        in card["html"]
+    )
+    assert page.get(f"/projects/{P}/review/2?status=bogus", headers=AUTH).status_code == 400
+
+
+def test_segment_areas_are_cached_by_entry_version(
+    page: FlaskClient, filled: Store, redis_client: redis.Redis, keys: Keys
+) -> None:
+    text = page.get(f"/projects/{P}/review/1", headers=AUTH).get_data(as_text=True)
+    assert '"area": 480' in text
+    (cached,) = redis_client.keys(keys.project_prefix(P) + "areas:1:*")
+    assert b'"2":480' in redis_client.get(cached)  # type: ignore[operator]
+    # the next view reads the cache, not the mask: a changed cached value shows
+    redis_client.set(cached, '{"1":4320,"2":7,"3":480}')
+    text = page.get(f"/projects/{P}/review/1", headers=AUTH).get_data(as_text=True)
+    assert '"area": 7' in text
+
+
+def test_while_another_process_builds_the_index_the_page_says_how_far_it_is(
+    page: FlaskClient, filled: Store, redis_client: redis.Redis, keys: Keys
+) -> None:
+    assert page.get(f"/projects/{P}/review", headers=AUTH).status_code == 200
+    redis_client.set(keys.review_building(P), "2500/10000", ex=60)
+    for path in ("/review", "/review/1", "/review?status=error"):
+        answer = page.get(f"/projects/{P}{path}", headers=AUTH)
+        text = answer.get_data(as_text=True)
+        assert answer.status_code == 503 and answer.headers["Retry-After"] == "1"
+        assert "Indexing 2,500 of 10,000 tasks" in text and 'id="task-' not in text
+    body = page.get(f"/projects/{P}/review/changes?since=0", headers=AUTH)
+    assert body.status_code == 503
+    assert body.get_json() == {"indexing": {"done": 2500, "total": 10000}}
+    redis_client.delete(keys.review_building(P))
+    text = page.get(f"/projects/{P}/review", headers=AUTH).get_data(as_text=True)
+    assert re.findall(r'id="task-(\d+)"', text) == ["1", "2", "3", "5"]
