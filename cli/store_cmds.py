@@ -29,6 +29,7 @@ from worker.dispatcher import Dispatcher
 from worker.jobqueue import SERIALIZER
 from worker.keys import Keys
 from worker.labelstudio import LabelStudio, LabelStudioError
+from worker.review_index import IndexBuilding, ReviewIndex
 from worker.settings import Settings, SettingsError
 from worker.snapshot_formats import write_formatted
 from worker.store import SnapshotInfo, Store, StoreError
@@ -63,7 +64,8 @@ def _connect(settings: Settings) -> redis.Redis:
     is_flag=True,
     help="Re-convert every task, not only the changed ones: after images were replaced in "
     "storage, or to retry failed conversions that resyncs leave alone until the annotation, the "
-    "task or the label config changes.",
+    "task or the label config changes. Also rebuilds the review page's index from scratch, "
+    "here and now (the page says 'indexing N of M' meanwhile).",
 )
 @click.option(
     "--timeout",
@@ -77,6 +79,8 @@ def resync(project: int, wait: bool, rebuild: bool, timeout: float) -> None:
     tasks, drop deleted ones. A running worker (``ls-panoptic worker``) does the work."""
     settings = load_settings()
     dispatcher = Dispatcher(_connect(settings), settings)
+    if rebuild:
+        _rebuild_review_index(dispatcher.redis, settings, project)
     job_id = (dispatcher.rebuild_project if rebuild else dispatcher.resync_project)(project)
     what = "rebuild" if rebuild else "resync"
     click.echo(f"{what} of project {project} enqueued as job {job_id}")
@@ -100,6 +104,19 @@ def resync(project: int, wait: bool, rebuild: bool, timeout: float) -> None:
     click.echo(f"{len(jobs) - len(failed)} syncs done, {len(failed)} failed")
     if failed:
         raise SystemExit(EXIT_FAILED)
+
+
+def _rebuild_review_index(connection: redis.Redis, settings: Settings, project: int) -> None:
+    """The review page's index of ``project`` rebuilt from the store's states (says nothing
+    for a project the store does not hold)."""
+    index = ReviewIndex(connection, Keys(settings.key_prefix))
+    try:
+        count = index.rebuild(project)
+    except IndexBuilding as exc:
+        click.echo(f"review index: {exc} (by another process); not started again")
+        return
+    if count:
+        click.echo(f"review index of project {project} rebuilt: {count} tasks")
 
 
 def _wait_for(dispatcher: Dispatcher, job_ids: list[str], deadline: float) -> list[Job | None]:

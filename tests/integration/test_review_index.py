@@ -9,7 +9,9 @@ import time
 import numpy as np
 import pytest
 import redis
+from click.testing import CliRunner
 
+from cli.store_cmds import resync
 from ls_panoptic.model import Entry
 from worker.keys import Keys
 from worker.review_index import IndexBuilding, ReviewIndex
@@ -305,3 +307,26 @@ def test_a_resync_batch_keeps_the_index_too(
     page = ReviewIndex(redis_client, keys).query(P)
     assert [(r.task_id, r.status) for r in page.rows] == [(1, "ok"), (2, "error"), (3, "empty")]
     assert page.class_counts == {0: 1, 2: 1} and page.rows[1].key == "img2.jpg"
+
+
+def test_resync_rebuild_rebuilds_the_review_index_too(
+    store: Store, redis_client: redis.Redis, keys: Keys, redis_url: str
+) -> None:
+    """``ls-panoptic resync --rebuild`` (the job goes to the queue; the index is redone here)."""
+    for task in range(1, 4):
+        store.put_entry(P, task, _entry(task, [2]), _stamp(1))
+    index = ReviewIndex(redis_client, keys)
+    assert index.query(P).total == 3
+    redis_client.sadd(keys.review_class(P, 6), "1")  # damage the rebuild must undo
+    assert index.query(P, class_id=6).total == 1
+    env = {"REDIS_URL": redis_url, "LS_PANOPTIC_KEY_PREFIX": keys.prefix,
+           "LS_PANOPTIC_QUEUE": "lsp-test-review-rebuild"}  # fmt: skip
+    result = CliRunner().invoke(resync, ["--project", str(P), "--rebuild"], env=env)
+    assert result.exit_code == 0, result.output
+    assert f"review index of project {P} rebuilt: 3 tasks" in result.output
+    assert index.query(P, class_id=6).total == 0 and index.query(P, class_id=2).total == 3
+    # while another process builds it, the command says so and enqueues the rebuild still
+    redis_client.set(keys.review_building(P), "1/3", ex=60)
+    result = CliRunner().invoke(resync, ["--project", str(P), "--rebuild"], env=env)
+    assert result.exit_code == 0 and "being built: 1 of 3" in result.output
+    assert "rebuild of project 3 enqueued" in result.output
