@@ -152,7 +152,8 @@ class _CocoEncoder:
     def __call__(
         self, entry: Entry, image: ImageInfo | None
     ) -> tuple[bytes | None, list[dict[str, Any]], bytes]:
-        return self.photo(image), _segments(entry), encode_segment_png(entry.panoptic_mask)
+        ids = narrowed(entry.panoptic_mask, max(entry.inst2class))  # 4 ms, then 4x less to lay out
+        return self.photo(image), _segments(entry), encode_segment_png(ids)
 
 
 class CocoPanopticWriter(FolderWriter):
