@@ -151,17 +151,20 @@ def grid(project: int) -> str:
 
 @blueprint.get(_PROJECT + "/review/changes")
 def changes(project: int) -> Response:
-    """The cards changed after ``since``, rendered (the page replaces them in place), and the
-    header's counts; ``reload`` when the change log no longer reaches back that far; ``many``
-    (their number, no cards) when more than :data:`LIVE_CARDS` changed."""
+    """The cards changed after ``since``, rendered (the page replaces them in place), the
+    header's counts, and ``listed``: how many tasks pass the grid's filters (``list``);
+    ``reload`` when the change log no longer reaches back that far; ``many`` (their number,
+    no cards) when more than :data:`LIVE_CARDS` changed."""
     record = require_known(services(), project)
     since = _int_arg("since", 0, 0, 2**62)
     index = _index()
     found = index.changes(project, since, limit=LIVE_CARDS)
-    counts = index.query(project, limit=1)  # the counts, from the same index
+    # the grid's list (``list``: its query string): the cards' links lead into it, and the
+    # number of tasks passing its filters comes with the project's counts
+    listed = dict(parse_qsl(request.args.get("list", "")[:2000]))
+    query = _list_query(listed)
+    counts = index.query(project, **_filters(listed), limit=1)
     context = _context(project, record)
-    # the grid's list (``list``: its query string), so the cards' links lead into it
-    query = _list_query(dict(parse_qsl(request.args.get("list", "")[:2000])))
     cards = [
         {
             "task_id": row.task_id,
@@ -180,7 +183,8 @@ def changes(project: int) -> Response:
         gone=found.gone,
         status_counts=counts.status_counts,
         class_counts={str(k): v for k, v in counts.class_counts.items()},
-        total=counts.total,
+        total=sum(counts.status_counts.values()) - counts.status_counts.get("stale", 0),
+        listed=counts.total,
     )
 
 
@@ -307,8 +311,9 @@ def _list_query(args: Mapping[str, str] | None = None) -> dict[str, Any]:
     return {name: value for name in LIST_ARGS if (value := given.get(name, ""))}
 
 
-def _filters() -> dict[str, Any]:
-    args = request.args
+def _filters(given: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The grid's filters and sort from ``given`` (default: the request's query), checked."""
+    args = request.args if given is None else given
     status = args.get("status") or None
     if status is not None and status not in STATUSES:
         raise ApiError(400, f"status must be one of {', '.join(STATUSES)}, not {status[:40]!r}")
@@ -319,7 +324,7 @@ def _filters() -> dict[str, Any]:
     if sort not in SORTS:
         raise ApiError(400, f"sort must be one of {', '.join(SORTS)}, not {sort[:40]!r}")
     raw_class = args.get("class") or None
-    class_id = _int_arg("class", 0, 0, 2**31) if raw_class is not None else None
+    class_id = _int_arg("class", 0, 0, 2**31, args) if raw_class is not None else None
     return {
         "status": status,
         "class_id": class_id,
@@ -356,8 +361,10 @@ def _link(project: int, changes: Mapping[str, Any]) -> str:
     return url_for(".grid", project=project, **args)
 
 
-def _int_arg(name: str, default: int, low: int, high: int) -> int:
-    raw = request.args.get(name)
+def _int_arg(
+    name: str, default: int, low: int, high: int, given: Mapping[str, str] | None = None
+) -> int:
+    raw = (request.args if given is None else given).get(name)
     if raw is None or raw == "":
         return default
     digits = raw.strip()

@@ -93,6 +93,11 @@
     });
     const all = document.getElementById("total-all");
     if (all) all.textContent = body.total;
+    const listed = document.getElementById("total"); // tasks passing the page's filters
+    if (listed && body.listed !== undefined) {
+      listed.textContent = body.listed;
+      document.getElementById("plural").textContent = body.listed === 1 ? "" : "s";
+    }
   }
 
   let missed = 0;

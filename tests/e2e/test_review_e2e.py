@@ -155,7 +155,9 @@ def test_review_page_follows_label_studio_in_a_browser(
             page.keyboard.press("k")
             page.wait_for_url(f"**/review/{a}")
             page.keyboard.press("Escape")
-            page.wait_for_url(f"**/projects/{live.project}/review")
+            back = f"/projects/{live.project}/review#task-{a}"  # its card focused
+            page.wait_for_url(lambda url: url.endswith(back))
+            page.wait_for_selector(f"#task-{a}.focused")
             marker = page.evaluate("() => (window.__kept = Math.random())")
 
             # follow the failed card's link into Label Studio (logged in there once)

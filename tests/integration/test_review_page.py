@@ -204,6 +204,7 @@ def test_the_detail_view_moves_through_the_grids_list_and_back_to_its_page(
     listed = "list=status%3Derror%26desc%3D1%26since%3D2024-01-01"
     body = page.get(f"/projects/{P}/review/changes?since=0&{listed}", headers=AUTH)
     card = next(c for c in body.get_json()["cards"] if c["task_id"] == 1)
+    assert body.get_json()["listed"] == 4 and body.get_json()["total"] == 6  # errors: 1 3 7 9
     assert (
         'data-detail="/projects/4/review/1?status=error&amp;since=2024-01-01&amp;desc=1"'
         in card["html"]
