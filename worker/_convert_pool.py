@@ -4,7 +4,8 @@ there are many.
 A resync of a big project (a first sync, a rebuild) converts thousands of listed tasks; one
 process converts a 1080p task with a bitmask in ~30 ms, most of it decoding the PNG. So a batch
 of :data:`worker.reconcile.BATCH` or more tasks goes to a pool of processes (one per CPU the
-process may use, ``forkserver``: nothing of the resync's connections is inherited), started
+process may use, ``forkserver``: nothing of the resync's connections is inherited; a process
+that dies fails the resync, which rq retries, instead of hanging it), started
 on the first such batch and reused for the rest; the tasks of a smaller resync are converted in
 the resync's own process. Each task comes back as a :class:`~worker._store_batch.TaskWrite`,
 its entry already encoded (a few KB instead of the 8 MB mask). :meth:`Converter.submit`
@@ -16,7 +17,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections.abc import Callable
-from multiprocessing.pool import Pool
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 from ls_panoptic.compose import Scratch
@@ -51,7 +52,7 @@ class Converter:
     ) -> None:
         self._args = (options, project, labels, digest)
         self._pool_from = pool_from
-        self._pool: Pool | None = None
+        self._pool: ProcessPoolExecutor | None = None
         _start(*self._args)  # the inline context, in this process
 
     def submit(self, items: list[tuple[Task, str]]) -> Callable[[], list[TaskWrite | None]]:
@@ -60,15 +61,16 @@ class Converter:
             done = [_convert(item) for item in items]
             return lambda: done
         if self._pool is None:
-            context = multiprocessing.get_context("forkserver")
-            self._pool = context.Pool(_processes(), initializer=_start, initargs=self._args)
-        pending = self._pool.map_async(_convert, items, chunksize=CHUNK)
-        return lambda: pending.get()
+            self._pool = ProcessPoolExecutor(
+                _processes(), mp_context=multiprocessing.get_context("forkserver"),
+                initializer=_start, initargs=self._args,
+            )  # fmt: skip
+        pending = self._pool.map(_convert, items, chunksize=CHUNK)  # a broken pool raises
+        return lambda: list(pending)
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.terminate()
-            self._pool.join()
+            self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
     def __enter__(self) -> Converter:

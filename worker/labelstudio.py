@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +54,7 @@ __all__ = [
     "LabelStudioUnavailable",
     "PartialTask",
     "ProjectInfo",
+    "TaskStamp",
     "UnusableTask",
 ]
 
@@ -61,6 +62,8 @@ __all__ = [
 DEFAULT_TIMEOUT = 10.0
 #: tasks per page of ``list_tasks``; a page carries full annotation results
 DEFAULT_PAGE_SIZE = 100
+#: tasks per page of ``task_stamps`` (a few fields each)
+STAMP_PAGE_SIZE = 1000
 #: largest image download in bytes; more is refused rather than filling the disk
 DEFAULT_MAX_IMAGE_BYTES = 256 * 2**20
 #: the Label Studio events the service acts on (DESIGN 4)
@@ -113,6 +116,18 @@ class UnusableTask:
 
     id: int
     error: str
+
+
+@dataclass(frozen=True)
+class TaskStamp:
+    """A listed task's id, its ``updated_at`` (Label Studio moves it whenever the task, one of
+    its annotations or predictions is created, edited or deleted), and how many annotations
+    (not skipped) and predictions it has."""
+
+    id: int
+    updated_at: str | None
+    annotations: int
+    predictions: int
 
 
 @dataclass(frozen=True)
@@ -190,18 +205,49 @@ class LabelStudio:
             raise LabelStudioError(f"task {task_id}: Label Studio's answer names no project")
         return data["project"], _task(data)
 
-    def list_tasks(self, project_id: int) -> Iterator[Task | UnusableTask]:
-        """Every task of the project with annotations and predictions, by ascending id.
+    def list_tasks(
+        self, project_id: int, ids: Collection[int] | None = None
+    ) -> Iterator[Task | UnusableTask]:
+        """Every task of the project with annotations and predictions, by ascending id; only
+        those of ``ids`` when given (listed by runs of nearby ids, not one by one).
 
         A task whose data cannot be used is an :class:`UnusableTask` (what ``get_task`` would
         raise for it), not an error: the listing goes on past it. Lazy: errors of the listing
         itself (a deleted project is :class:`LabelStudioNotFound`, an unreachable Label Studio
         :class:`LabelStudioUnavailable`) arise while iterating.
         """
+        if ids is None:
+            for task_id, data in self._paged(project_id, 0, None, self._page_size, {}):
+                yield _listed(task_id, data)
+            return
+        wanted = set(ids)
+        for first, last in _runs(sorted(wanted), self._page_size):
+            for task_id, data in self._paged(project_id, first - 1, last, self._page_size, {}):
+                if task_id in wanted:
+                    yield _listed(task_id, data)
+
+    def task_stamps(self, project_id: int) -> Iterator[TaskStamp]:
+        """Every task of the project as a :class:`TaskStamp`, by ascending id: a listing of a
+        few fields, without annotations (~20 times less of Label Studio's time)."""
+        extra = {
+            "fields": "task_only",
+            "include": "id,updated_at,total_annotations,total_predictions",
+        }
+        for task_id, data in self._paged(project_id, 0, None, STAMP_PAGE_SIZE, extra):
+            stamp = data.get("updated_at")
+            yield TaskStamp(
+                task_id, stamp if isinstance(stamp, str) else None,
+                _count(data.get("total_annotations")), _count(data.get("total_predictions")),
+            )  # fmt: skip
+
+    def _paged(
+        self, project_id: int, after: int, last: int | None, size: int, extra: dict[str, str]
+    ) -> Iterator[tuple[int, dict[str, Any]]]:
+        """``(id, JSON)`` of the tasks with an id above ``after`` (and at most ``last``), by
+        id, ``size`` per request."""
         what = f"listing tasks of project {project_id}"
-        after = 0
         while True:
-            page = self._task_page(project_id, after)
+            page = self._task_page(project_id, after, last, size, extra)
             for data in page:
                 task_id = data.get("id")
                 if type(task_id) is not int:  # without an id there is no next page
@@ -214,20 +260,25 @@ class LabelStudio:
                         "Label Studio version is not supported"
                     )
                 after = task_id
-                yield _listed(task_id, data)
-            if len(page) < self._page_size:
+                yield task_id, data
+            if len(page) < size or (last is not None and after >= last):
                 return
 
-    def _task_page(self, project_id: int, after: int) -> list[dict[str, Any]]:
+    def _task_page(
+        self, project_id: int, after: int, last: int | None, size: int, extra: dict[str, str]
+    ) -> list[dict[str, Any]]:
         """One page of the listing as Label Studio's JSON. Read past the SDK's models: a page
         of 100 annotated 1080p tasks took ~1 s to parse into them and dump back, against
         ~0.2 s to parse the JSON (``get_task`` still goes through the SDK)."""
         above = {"filter": "filter:tasks:id", "operator": "greater", "type": "Number"}
-        filters = {"conjunction": "and", "items": [{**above, "value": after}]}
-        query = json.dumps({"filters": filters, "ordering": ["tasks:id"]})
+        items = [{**above, "value": after}]
+        if last is not None:
+            items.append({**above, "operator": "less", "value": last + 1})
+        query = json.dumps({"filters": {"conjunction": "and", "items": items},
+                            "ordering": ["tasks:id"]})  # fmt: skip
         params: dict[str, str | int] = {
-            "project": project_id, "page": 1, "page_size": self._page_size, "fields": "all",
-            "query": query, "resolve_uri": "false",
+            "project": project_id, "page": 1, "page_size": size, "fields": "all",
+            "query": query, "resolve_uri": "false", **extra,
         }  # fmt: skip
         what = f"listing tasks of project {project_id}"
         with self._calling(what):
@@ -397,6 +448,24 @@ def _listed(task_id: int, data: Mapping[str, Any]) -> Task | UnusableTask:
         return UnusableTask(task_id, str(exc))
     partial = _partial(data)
     return PartialTask(task_id, f"task {task_id}: {partial}") if partial else task
+
+
+def _count(value: object) -> int:
+    return value if type(value) is int and value >= 0 else 0
+
+
+def _runs(ids: list[int], gap: int) -> Iterator[tuple[int, int]]:
+    """``(first, last)`` of runs of the sorted ``ids`` whose neighbours are less than ``gap``
+    apart: listed together, the ids between them cost less than a request each."""
+    start = previous = None
+    for task_id in ids:
+        if start is None or previous is None or task_id - previous >= gap:
+            if start is not None and previous is not None:
+                yield start, previous
+            start = task_id
+        previous = task_id
+    if start is not None and previous is not None:
+        yield start, previous
 
 
 def _partial(data: Mapping[str, Any]) -> str | None:

@@ -19,6 +19,10 @@ again) where the listing may be stale or is not enough: an event for it is pendi
 will pull a newer state anyway), the listing gave it incomplete or unusable
 (:class:`~worker.labelstudio.UnusableTask`), or its mask needs the image. One task's sync takes
 its label config from :func:`project_labels`.
+
+A resync of a project the store knows first lists only each task's stamp (:func:`_quick`):
+when few tasks may have changed since their state was made, those are pulled by sync jobs and
+the annotations of the others are never listed.
 """
 
 from __future__ import annotations
@@ -48,6 +52,9 @@ from .store import EntryState, config_hash
 TOMBSTONE_SECONDS = 24 * 3600
 #: listed tasks converted, then stored in one transaction
 BATCH = 100
+#: tasks a resync pulls (sync jobs) at most, rather than listing every task in full, when
+#: Label Studio's task stamps show only these may have changed (or up to 2% of the tasks)
+QUICK_PULLS = 20
 #: seconds a listing stamp is reused for (see ``_stamped``)
 STAMP_SECONDS = 0.5
 
@@ -138,7 +145,12 @@ def resync(runtime: Runtime, project: int, *, force: bool = False) -> dict[str, 
     # has no state yet, so it is never mistaken for a deleted one
     states = {state.task_id: state for state in runtime.store.states(project)}
     compared = _Compare(runtime, project, labels, digest)
-    listed, to_sync = compared.run(states, force)
+    quick = None if force or not states else _quick(runtime, project, states, digest)
+    if quick is not None:
+        listed, to_sync = quick[0], len(quick[1])
+        compared.to_pull = quick[1]
+    else:
+        listed, to_sync = compared.run(states, force)
     gone = sorted(set(states) - listed)
     dropped = runtime.store.delete_tasks(project, gone, listing_started) if gone else 0
     runtime.store.forget_tombstones(project, _before(listing_started, TOMBSTONE_SECONDS))
@@ -155,6 +167,7 @@ def resync(runtime: Runtime, project: int, *, force: bool = False) -> dict[str, 
         "to_sync": to_sync,
         "converted": compared.converted,
         "stale": compared.stale,
+        "quick": quick is not None,
         "enqueued": len(jobs),
         "coalesced": len(pending),
         "dropped": dropped,
@@ -232,6 +245,52 @@ class _Compare:
         stored = self.rt.store.put_outcomes(self.project, writes)
         self.converted += len(writes)
         self.stale += stored.count(False)
+
+
+def _quick(
+    runtime: Runtime, project: int, states: dict[int, EntryState], digest: str
+) -> tuple[set[int], list[int]] | None:
+    """``(ids listed, tasks to pull)`` from Label Studio's task stamps alone, when few tasks
+    may have changed; ``None`` otherwise (or when the client lists no stamps): the full
+    listing then decides, and converts.
+
+    A task may have changed when it is new with an annotation (or a prediction, when those are
+    used), when Label Studio's ``updated_at`` of it is later than the pull or listing its state
+    was made from (Label Studio moves it whenever an annotation or prediction of the task is
+    created, edited or deleted, and when the task is), or when its entry was converted under
+    another label config. Failed tasks that did not change are listed in full and checked by
+    :func:`needs_sync` (their fingerprint holds what a stamp does not show: the options).
+    """
+    client: Any = runtime.labelstudio  # the real client lists stamps and chosen tasks
+    stamps = getattr(client, "task_stamps", None)
+    if stamps is None:
+        return None
+    listed: set[int] = set()
+    maybe: list[int] = []
+    failed: list[int] = []
+    options = runtime.options
+    for stamp in stamps(project):
+        listed.add(stamp.id)
+        state = states.get(stamp.id)
+        if state is None:
+            if stamp.annotations or (options.use_predictions and stamp.predictions):
+                maybe.append(stamp.id)
+        elif _after(stamp.updated_at or "", state.updated_at):
+            maybe.append(stamp.id)
+        elif state.status == "error":
+            failed.append(stamp.id)
+        elif state.status == "ok" and state.config_hash != digest:
+            maybe.append(stamp.id)
+    if len(maybe) > max(QUICK_PULLS, len(listed) // 50):
+        return None  # many changes: converting from the full listing is cheaper
+    for task in client.list_tasks(project, failed) if failed else ():
+        task_id = task.id
+        if isinstance(task, UnusableTask) or (
+            task_id is not None
+            and needs_sync(task, states.get(task_id), options, config_hash=digest)
+        ):
+            maybe.append(int(task_id or 0))
+    return listed, maybe
 
 
 def _stamped(runtime: Runtime, tasks: Iterator[_T]) -> Iterator[tuple[_T, str]]:
