@@ -35,7 +35,7 @@ from .lsclient import LabelStudioClient
 pytestmark = pytest.mark.e2e
 
 try:
-    from playwright.sync_api import Page, sync_playwright
+    from playwright.sync_api import FloatRect, Page, sync_playwright
 except ImportError:  # pragma: no cover - reported by browser_problem
     sync_playwright = None  # type: ignore[assignment]
 
@@ -209,7 +209,7 @@ def test_review_page_follows_label_studio_in_a_browser(
     )
 
 
-def _hover_a_segment(page: Page, box: dict[str, float]) -> str:
+def _hover_a_segment(page: Page, box: FloatRect) -> str:
     """Move over the canvas until the page names a segment other than the background."""
     text = ""
     for fy in (0.3, 0.5, 0.7):
