@@ -85,6 +85,7 @@ def run_convert(
                 on_outcome=on_outcome,
                 writer=writer,
                 jobs=jobs,
+                outcome_masks=write_preview is not None,  # only previews draw the masks
             )
         except SnapshotError as exc:
             raise UsageProblem(str(exc)) from exc

@@ -201,6 +201,7 @@ def convert_tasks(
     on_outcome: Callable[[Outcome], None] | None = None,
     writer: EntryWriter | None = None,
     jobs: int = 1,
+    outcome_masks: bool = True,
 ) -> BatchReport:
     """Convert ``tasks`` into the snapshot ``output`` and its sidecar; see module docstring.
 
@@ -208,6 +209,9 @@ def convert_tasks(
     ``output`` and ``sidecar`` are the report's. ``jobs``: worker processes converting images
     (1: this process alone); the output is the same bytes whatever it is
     (:mod:`ls_panoptic.batch_pool`), and ``on_outcome`` sees the outcomes in input order.
+    ``outcome_masks``: whether ``on_outcome`` reads the masks' pixels; when it does not and
+    the writer encodes in the workers, the workers send no pixels back (``on_outcome`` then
+    sees zeros of the mask's shape and dtype).
     """
     writer = writer if writer is not None else PickleWriter(output)
     report = BatchReport(output=writer.output, sidecar=writer.sidecar)
@@ -230,7 +234,9 @@ def convert_tasks(
 
     try:
         with writer as sink:
-            outcomes = closing(_outcomes(planned_tasks(), labels, images, sink, jobs))
+            outcomes = closing(
+                _outcomes(planned_tasks(), labels, images, sink, jobs, outcome_masks)
+            )
             with outcomes as each:  # closed at once on an error or --strict's stop
                 for outcome in each:
                     _tally(report, outcome)
@@ -257,6 +263,7 @@ def _outcomes(
     images: ImageIndex | None,
     writer: EntryWriter,
     jobs: int,
+    outcome_masks: bool,
 ) -> Generator[Outcome, None, None]:
     """Each task's outcome, in order, its entry written: converted here (``jobs`` 1) or in
     ``jobs`` worker processes, the writer's encoder run there too."""
@@ -270,7 +277,9 @@ def _outcomes(
         return
     from .batch_pool import Worker, run_in_pool  # multiprocessing only when asked
 
-    worker = Worker(labels, images, writer.encoder(), _convert_one, _failed)
+    encoder = writer.encoder()  # with none, the writer needs the pixels
+    masks = outcome_masks or encoder is None
+    worker = Worker(labels, images, encoder, _convert_one, _failed, masks)
     with closing(run_in_pool(worker, planned_tasks, jobs)) as results:  # stops the workers
         for task, outcome, encoded in results:
             if outcome is None:

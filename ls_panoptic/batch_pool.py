@@ -83,13 +83,15 @@ class Converted:
 @dataclass(frozen=True)
 class Worker:
     """What every worker process holds (sent once, when it starts): the label set, the images,
-    the writer's encoder, and the function that converts one planned task."""
+    the writer's encoder, the function that converts one planned task, and whether the parent
+    needs each mask's pixels (``masks``; without them only its shape and dtype are sent)."""
 
     labels: LabelSet
     images: ImageIndex | None
     encoder: Encoder | None
     convert: Callable[..., Any]  # ls_panoptic.batch._convert_one (module-level, picklable)
     failed: Callable[..., Any]  # ls_panoptic.batch._failed
+    masks: bool = True
 
 
 _state: tuple[Worker, Scratch] | None = None
@@ -116,7 +118,7 @@ def _run(planned: Any) -> Converted:
             failure = worker.failed(outcome.task_id, outcome.key, exc)
             return Converted(dataclasses.replace(outcome, entry=None, image=None, failure=failure))
     mask = np.ascontiguousarray(entry.panoptic_mask)
-    frame = zstandard.ZstdCompressor(level=_ZSTD_LEVEL).compress(mask.data)
+    frame = zstandard.ZstdCompressor(level=_ZSTD_LEVEL).compress(mask.data) if worker.masks else b""
     bare = dataclasses.replace(entry, panoptic_mask=np.empty((0, 0), dtype=mask.dtype))
     return Converted(
         dataclasses.replace(outcome, entry=bare), frame, mask.shape, mask.dtype.str, encoded
@@ -132,11 +134,17 @@ class _Masks:
         self._decompressor = zstandard.ZstdDecompressor()
 
     def restore(self, converted: Converted) -> Any:
-        """The outcome with its entry's mask back (the outcome itself without an entry)."""
+        """The outcome with its entry's mask back (the outcome itself without an entry). A
+        mask sent without its pixels comes back as zeros of its shape and dtype that take no
+        memory (a read-only broadcast view)."""
         outcome = converted.outcome
         if converted.mask is None:
             return outcome
         dtype = np.dtype(converted.dtype)
+        if not converted.mask:
+            shape_only = np.broadcast_to(np.zeros((), dtype=dtype), converted.shape)
+            entry = dataclasses.replace(outcome.entry, panoptic_mask=shape_only)
+            return dataclasses.replace(outcome, entry=entry)
         buffer = self._buffer
         if buffer is None or buffer.shape != converted.shape or buffer.dtype != dtype:
             buffer = self._buffer = np.empty(converted.shape, dtype=dtype)

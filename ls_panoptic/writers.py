@@ -79,7 +79,9 @@ class EntryWriter(Protocol):
         """The part of :meth:`add` a worker process can do (``None``: nothing to do there)."""
 
     def add_encoded(self, entry: Entry, image: ImageInfo | None, encoded: Any) -> None:
-        """As :meth:`add`, given ``encoder()(entry, image)`` (``None`` without an encoder)."""
+        """As :meth:`add`, given ``encoder()(entry, image)`` (``None`` without an encoder).
+        With an encoder, it must not read the mask's pixels (a worker's parent may have only
+        its shape and dtype)."""
 
     def __exit__(
         self,

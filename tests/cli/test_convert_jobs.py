@@ -221,3 +221,20 @@ def test_jobs_on_exports_written_by_others(peers: Path, tmp_path: Path, fmt: str
     assert runs[0] == runs[1]
     if fmt != "hf":
         assert runs[0][0].count("letter case") == 2
+
+
+def test_previews_with_jobs_draw_the_real_masks(project: Path, tmp_path: Path) -> None:
+    """The workers send each mask's pixels back when --preview draws them (a folder format
+    alone needs only what its encoder made): the previews are the same as one process's."""
+    previews = []
+    for jobs in (1, 2):
+        output = tmp_path / f"coco{jobs}"
+        preview = tmp_path / f"preview{jobs}"
+        args = ["convert", str(project / "export.json"), "--images", str(project / "images"),
+                "--label-config", str(project / "config.xml"), "--format", "coco-panoptic",
+                "--output", str(output), "--quiet", "--jobs", str(jobs),
+                "--preview", str(preview)]  # fmt: skip
+        assert CliRunner().invoke(cli, args).exit_code == 1
+        previews.append({p.name: p.read_bytes() for p in sorted(preview.iterdir())})
+    assert len(previews[0]) == 4
+    assert previews[0] == previews[1]
