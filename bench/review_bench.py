@@ -14,6 +14,9 @@
    photo decoded at a reduced JPEG scale, overlay, JPEG encode, cached. Target: under 150 ms.
    Baseline, same run: the photo decoded whole, the mask decoded whole (``Store.get_entry``),
    the overlay drawn at full size, then scaled down.
+   Then the detail view's segment areas of that entry: before (each view decoded the mask
+   whole as uint32 and counted it), now a miss (counted in the stored dtype, cached by entry
+   version) and a hit; and the whole detail view with the areas cached.
 
     .venv/bin/python bench/review_bench.py [--redis-url URL] [--repeats N] [--quick]
 
@@ -25,6 +28,7 @@ ratios; no pass/fail exit code.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import secrets
 import statistics
 import sys
@@ -48,7 +52,7 @@ from worker.keys import Keys  # noqa: E402
 from worker.review_index import ReviewIndex  # noqa: E402
 from worker.settings import Settings  # noqa: E402
 from worker.store import EntryState, Store  # noqa: E402
-from worker.thumbnails import Pictures  # noqa: E402
+from worker.thumbnails import Pictures, read_mask  # noqa: E402
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/11"
 CONFIG = (
@@ -191,6 +195,9 @@ def part_grid(url: str, prefix: str, n: int, repeats: int) -> None:
     print(f"   page + its {len(thumbs)} cached thumbnails: {both:.1f} ms (target < 300 ms)")
     query = median_ms(lambda: index.query(project, limit=60), repeats)
     print(f"   index query alone (first page, counts): {query:.2f} ms")
+    detail = first.rows[1].task_id
+    filtered = median_ms(page(f"/{detail}?class=3&sort=changed&desc=1"), repeats)
+    print(f"   detail view of task {detail} in the list class=3, by last change: {filtered:.1f} ms")
 
 
 def part_large(url: str, prefix: str, n: int, repeats: int) -> None:
@@ -223,6 +230,14 @@ def part_large(url: str, prefix: str, n: int, repeats: int) -> None:
         ("sorted by last change, descending", {"sort": "changed", "descending": True}),
     ]:
         ms = median_ms(lambda k=kwargs: index.query(project, limit=60, **k), repeats)  # type: ignore[arg-type]
+        print(f"   {name:<40} {ms:7.2f} ms")
+    middle = n // 2 + 2  # an ok task (see small_entry's callers: none fail here)
+    for name, kwargs in [
+        ("detail view's place, unfiltered", {}),
+        ("detail view's place, class=3 & annotator=2", {"class_id": 3, "annotator": "2"}),
+        ("detail view's place, by last change, desc", {"sort": "changed", "descending": True}),
+    ]:
+        ms = median_ms(lambda k=kwargs: index.position(project, middle, **k), repeats)  # type: ignore[arg-type]
         print(f"   {name:<40} {ms:7.2f} ms")
 
 
@@ -272,6 +287,39 @@ def part_thumbnail(url: str, prefix: str, repeats: int) -> None:
         base = median_ms(naive, max(3, repeats // 4))
         print(f"   miss {ours:.1f} ms (target < 150 ms); cached {hit:.2f} ms; "
               f"naive (full decode and overlay) {base:.0f} ms: {base / ours:.1f}x")  # fmt: skip
+        part_areas(client, keys, pictures, project, version, settings, repeats)
+
+
+def part_areas(client: redis.Redis, keys: Keys, pictures: Pictures, project: int, version: str,
+               settings: Settings, repeats: int) -> None:  # fmt: skip
+    """The detail view's segment areas of the same 12 MP entry: before (every view decoded
+    the mask whole, widened to uint32, and counted), a miss now (decoded in its stored dtype,
+    counted, cached), a hit (the cached JSON); and the whole detail view."""
+    print("\n3b. detail view's segment areas, same entry (12 MP, 41 segments)")
+
+    def before() -> None:
+        stored = read_mask(client, keys, project, 1, version, 1 << 30)
+        assert stored is not None
+        np.bincount(stored.mask.ravel())
+
+    def miss() -> None:
+        client.delete(keys.review_areas(project, 1, version))
+        assert pictures.areas(project, 1, version)
+
+    old = median_ms(before, repeats)
+    new_miss = median_ms(miss, repeats)
+    hit = median_ms(lambda: pictures.areas(project, 1, version), repeats)
+    print(f"   before (every view): {old:.1f} ms; now: miss {new_miss:.1f} ms "
+          f"({old / new_miss:.1f}x), cached {hit:.2f} ms ({old / hit:.0f}x)")  # fmt: skip
+    served = dataclasses.replace(settings, api_token=TOKEN, webhook_token=TOKEN)
+    web = create_app(served, client).test_client()
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+
+    def view() -> None:
+        answer = web.get(f"/projects/{project}/review/1", headers=headers)
+        assert answer.status_code == 200, answer.status_code
+
+    print(f"   GET /projects/<id>/review/<task>, areas cached: {median_ms(view, repeats):.1f} ms")
 
 
 def main() -> None:
