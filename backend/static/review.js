@@ -127,7 +127,7 @@
       if (body.indexing) { // another process rebuilds the index: say so, show the new one after
         indexing = true;
         live.classList.add("down");
-        live.textContent = "● indexing " + body.indexing.done + " of " + body.indexing.total;
+        live.textContent = "● indexing " + body.indexing.done.toLocaleString("en") + " of " + body.indexing.total.toLocaleString("en");
         setTimeout(poll, 1000);
         return;
       }

@@ -7,9 +7,11 @@ Playwright. No Label Studio: what is checked is what the page does with the stor
    and ``u``/``Esc`` go back to the grid page holding the task, its card focused.
 2. A filtered grid follows the store live: a task that stops passing the filter leaves the page,
    one that starts passing it appears in its place, and the counts follow, without a reload.
+3. While another process builds the index, an open grid and a new one say how far it is (never
+   a partly built index), and both come back to the grid by themselves once it is built.
 
 Screenshots: ``test-artifacts/review/5-detail-in-filtered-list.png``,
-``6-grid-filtered-live.png`` (git-ignored), to be looked at.
+``6-grid-filtered-live.png``, ``7-indexing.png`` (git-ignored), to be looked at.
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import redis
 from PIL import Image
 
 from ls_panoptic.model import Entry
 from tests.service import API_TOKEN
+from worker.keys import Keys
 from worker.settings import Settings
 from worker.store import Store
 
@@ -235,4 +239,32 @@ def test_a_filtered_grid_follows_the_store_live(
     _wait_url(page, "/review/4?class=1")
     assert page.locator("#prev-task").get_attribute("href") == (
         f"/projects/{P}/review/{max(t for t in before if t < 4)}?class=1"
+    )
+
+
+def test_while_the_index_is_built_elsewhere_pages_say_how_far_and_come_back(
+    backend: str, browser: Browser, redis_client: redis.Redis, keys: Keys
+) -> None:
+    grid = _page(browser)
+    grid.goto(f"{backend}/projects/{P}/review")
+    assert len(_cards(grid)) == 12
+    # another process (a first view of an older store, or `resync --rebuild`) builds the index
+    redis_client.set(keys.review_building(P), "2500/10000", ex=60)
+    grid.wait_for_function(
+        "() => document.getElementById('live').textContent.includes('indexing 2,500 of 10,000')",
+        timeout=SHOWN_WITHIN_MS,
+    )
+    fresh = _page(browser)
+    answer = fresh.goto(f"{backend}/projects/{P}/review?status=error")
+    assert answer is not None and answer.status == 503
+    assert "Indexing 2,500 of 10,000 tasks" in fresh.inner_text(".indexing")
+    assert _cards(fresh) == []  # nothing of a partly built index
+    _shot(fresh, "7-indexing")
+    redis_client.delete(keys.review_building(P))  # built: both pages come back by themselves
+    fresh.wait_for_selector("#task-12", timeout=SHOWN_WITHIN_MS)
+    assert _cards(fresh) == list(ERRORS)
+    grid.wait_for_function(
+        "() => document.getElementById('live').textContent.trim() === '● live'"
+        " && document.querySelectorAll('.card').length === 12",
+        timeout=SHOWN_WITHIN_MS,
     )
