@@ -160,6 +160,26 @@ return 1
 """.replace("@KEPT@", str(CHANGES_KEPT))
 
 
+# Drops the index under the review prefix ARGV[1] (its sequence number, build lock and scratch
+# keys aside) atomically: the sets the counts name, the counts, rows, orders, change log and
+# built mark, and the keys ARGV[2:] (found by a scan before).
+_CLEAR = """
+local rp = ARGV[1]
+for _, what in ipairs({'status', 'class', 'annotator'}) do
+  local counts = rp .. 'counts:' .. what
+  for _, name in ipairs(redis.call('HKEYS', counts)) do
+    redis.call('DEL', rp .. what .. ':' .. name)
+  end
+  redis.call('DEL', counts)
+end
+for _, name in ipairs({'rows', 'order:task', 'order:changed', 'changes', 'built'}) do
+  redis.call('DEL', rp .. name)
+end
+for i = 2, #ARGV do redis.call('DEL', ARGV[i]) end
+return 1
+"""
+
+
 def _script_args(keys: Keys, project: int, task_ids: Iterable[int]) -> list[str]:
     ids = [str(int(t)) for t in task_ids]
     blob_prefix = keys.project_prefix(project) + "blob:"
@@ -357,16 +377,17 @@ class ReviewIndex:
 
     def _clear(self, project: int) -> None:
         """Delete the index of ``project`` but its build lock, sequence number and the
-        scratch keys of queries under way."""
+        scratch keys of queries under way, in one script: every set the counts name (a state
+        write between the scan and the deletion may have made a new one) and every key the
+        scan found (strays of a damaged index)."""
         k = self._keys
         kept = {k.review_building(project), k.review_seq(project)}
         scratch = k.review_prefix(project) + "scratch:"
         found = self._redis.scan_iter(k.review_prefix(project) + "*", count=1000)
-        doomed = [
+        strays = [
             key for key in map(_text, found) if key not in kept and not key.startswith(scratch)
         ]
-        for start in range(0, len(doomed), 1000):
-            self._redis.delete(*doomed[start : start + 1000])
+        self._redis.eval(_CLEAR, 0, k.review_prefix(project), *strays)
 
     def query(
         self,

@@ -5,6 +5,7 @@ before the index existed, indexed lazily."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -330,3 +331,32 @@ def test_resync_rebuild_rebuilds_the_review_index_too(
     result = CliRunner().invoke(resync, ["--project", str(P), "--rebuild"], env=env)
     assert result.exit_code == 0 and "being built: 1 of 3" in result.output
     assert "rebuild of project 3 enqueued" in result.output
+
+
+def test_a_rebuild_under_concurrent_writes_leaves_no_stray_member(
+    store: Store, redis_client: redis.Redis, keys: Keys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """State writes land between the rebuild's scan of the index and its deletion, and
+    between the deletion and the re-indexing: no task stays in a set it left."""
+    index = ReviewIndex(redis_client, keys)
+    store.put_entry(P, 1, _entry(1, [0]), _stamp(1))
+    assert index.query(P).total == 1
+    scan = redis_client.scan_iter
+
+    def scan_then_write(*args: object, **kwargs: object) -> Iterator[bytes]:
+        found = list(scan(*args, **kwargs))  # type: ignore[arg-type]
+        store.put_entry(P, 9, _entry(9, [7]), _stamp(2))  # a class set the scan did not see
+        return iter(found)
+
+    clear = index._clear
+
+    def clear_then_write(project: int) -> None:
+        clear(project)
+        store.put_entry(P, 9, _entry(9, [8]), _stamp(3))  # task 9 leaves class 7
+
+    monkeypatch.setattr(redis_client, "scan_iter", scan_then_write)
+    monkeypatch.setattr(index, "_clear", clear_then_write)
+    assert index.rebuild(P) == 2
+    monkeypatch.undo()
+    assert index.query(P, class_id=7).total == 0 and index.query(P, class_id=8).total == 1
+    assert index.query(P).class_counts == {0: 1, 8: 1}
