@@ -189,7 +189,8 @@ class Keys:
         return self.review_prefix(project) + "built"
 
     def review_building(self, project: int) -> str:
-        """STRING with a TTL: one process is building the index lazily; others do not."""
+        """STRING ``done/total`` with a TTL (renewed per batch): one process is building the
+        index; the others show that progress instead of a partly built index."""
         return self.review_prefix(project) + "building"
 
     def review_scratch(self, project: int, token: str) -> str:
