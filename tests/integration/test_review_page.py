@@ -210,6 +210,10 @@ def test_the_detail_view_moves_through_the_grids_list_and_back_to_its_page(
         in card["html"]
     )
     assert page.get(f"/projects/{P}/review/2?status=bogus", headers=AUTH).status_code == 400
+    # a bad list is a 400 like a bad grid query; unknown or garbled parameters are ignored
+    changes = f"/projects/{P}/review/changes?since=0&list="
+    assert page.get(changes + "class%3Dleaf", headers=AUTH).status_code == 400
+    assert page.get(changes + "%ZZ%26%3D%3D&x", headers=AUTH).status_code == 200
 
 
 def test_segment_areas_are_cached_by_entry_version(
