@@ -79,7 +79,12 @@
     const node = template.content.firstElementChild;
     const old = document.getElementById("task-" + change.task_id);
     if (!passes(change.row)) { if (old) old.remove(); return; }
-    if (old) old.replaceWith(node); else if (!place(node, change.task_id)) return;
+    if (old && filters.sort === "changed") old.remove(); // a change moves it to one end
+    else if (old) { old.replaceWith(node); flash(node); return; }
+    if (place(node, change.task_id)) flash(node);
+  }
+
+  function flash(node) {
     node.classList.add("changed");
     setTimeout(() => node.classList.remove("changed"), 2500);
   }

@@ -241,6 +241,15 @@ def test_a_filtered_grid_follows_the_store_live(
         f"/projects/{P}/review/{max(t for t in before if t < 4)}?class=1"
     )
 
+    # sorted by last change, newest first: a task that changes moves to the top
+    page.goto(f"{backend}/projects/{P}/review?sort=changed&desc=1")
+    assert _cards(page)[0] == 4 and 2 in _cards(page)
+    _put(store, 2, [0], "2024-05-01T00:00:05Z")
+    page.wait_for_function(
+        "() => document.querySelector('.card').dataset.task === '2'", timeout=SHOWN_WITHIN_MS
+    )
+    assert _cards(page).count(2) == 1 and _cards(page)[1] == 4
+
 
 def test_while_the_index_is_built_elsewhere_pages_say_how_far_and_come_back(
     backend: str, browser: Browser, redis_client: redis.Redis, keys: Keys
