@@ -7,19 +7,21 @@ jobs (the CPUs). Then every output is read back with ``open_snapshot`` and compa
 pickle, bit for bit.
 
     python bench/formats_bench.py [--images 8] [--size 4000x3000] [--rounds 3] [--photos textured]
+        [--upright] [--jobs 1 2]
 
 The photos (``--photos textured``, the default) are JPEGs at quality 92 of a smooth picture
 with texture at three scales, sharp-edged shapes and sensor grain, about 0.3 bytes a pixel
 (a 12 MP phone photo is 3-5 MB; the Unsplash photo among the peers' files is 0.2 bytes a
-pixel); image 0 is stored sideways with EXIF orientation 6, so hf and coco re-encode it.
+pixel); image 0 is stored sideways with EXIF orientation 6, so hf and coco re-encode it
+(``--upright``: not).
 ``--photos noise`` keeps the generator's own (``devstack.synthetic``: a gradient under
 per-pixel noise, half of them PNG; about 13 MB a photo, which no codec compresses).
 
-Prints, per jobs and format, the median convert time, peak memory and size on disk, and each
-as a ratio to the pickle's of the same jobs (targets: time <= 2x, disk >= 20x smaller, peak
-memory <= 1.5x). Peak memory: ``--jobs 1`` the process's VmHWM; more jobs the sum of the
-proportional set sizes (PSS) of the process and its workers (and their forkserver), sampled
-every 20 ms. No pass/fail.
+Prints, per jobs and format, the median convert time (and this process's CPU time), peak
+memory and size on disk, and each as a ratio to the pickle's of the same jobs (targets: time
+<= 2x, disk >= 20x smaller, peak memory <= 1.5x). Peak memory: ``--jobs 1`` the process's
+VmHWM; more jobs the sum of the proportional set sizes (PSS) of the process and its workers
+(and their forkserver), sampled every 20 ms. No pass/fail.
 """
 
 from __future__ import annotations
@@ -105,16 +107,17 @@ def run_one(fmt: str, project: Path, output: Path, jobs: int) -> None:
     from ls_panoptic.model import ConvertOptions
 
     tree = _TreePeak() if jobs > 1 else None
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     report, _labels = run_convert(
         str(project / "export.json"), output, project / "images", project / "config.xml",
         None, ConvertOptions(), strict=False, show_progress=False,
         output_format=OutputFormat(fmt), jobs=jobs,
     )  # fmt: skip
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     memory = tree.stop() if tree else _peak_rss_mb()
     assert report.written and not report.failures, report.failures
-    print(json.dumps({"seconds": seconds, "rss_mb": memory, "disk_mb": _disk_mb(output)}))
+    result = {"seconds": seconds, "cpu": cpu, "rss_mb": memory, "disk_mb": _disk_mb(output)}
+    print(json.dumps(result))
 
 
 def _child(fmt: str, project: Path, output: Path, jobs: int) -> dict[str, float]:
@@ -154,14 +157,17 @@ def _compare(project: Path, tmp: Path, rounds: int, jobs: int) -> None:
     base = med["pickle"]
     memory = "peak RSS MB" if jobs == 1 else "peak PSS MB"
     print(f"--jobs {jobs}")
-    print(f"{'':15}{'convert s':>10}{memory:>13}{'disk MB':>10}"
-          f"{'time x':>9}{'mem x':>8}{'smaller x':>11}")  # fmt: skip
+    print(f"{'':15}{'convert s':>10}{'CPU s':>7}{memory:>13}{'disk MB':>10}"
+          f"{'time x':>9}{'CPU x':>7}{'mem x':>8}{'smaller x':>11}")  # fmt: skip
     for fmt, m in med.items():
         print(
-            f"{fmt:15}{m['seconds']:>10.2f}{m['rss_mb']:>13.0f}{m['disk_mb']:>10.1f}"
-            f"{m['seconds'] / base['seconds']:>9.2f}{m['rss_mb'] / base['rss_mb']:>8.2f}"
+            f"{fmt:15}{m['seconds']:>10.2f}{m['cpu']:>7.2f}{m['rss_mb']:>13.0f}"
+            f"{m['disk_mb']:>10.1f}{m['seconds'] / base['seconds']:>9.2f}"
+            f"{m['cpu'] / base['cpu']:>7.2f}{m['rss_mb'] / base['rss_mb']:>8.2f}"
             f"{base['disk_mb'] / m['disk_mb']:>11.1f}"
         )
+    if jobs > 1:
+        print("(CPU s: this process only; the workers' CPU is not counted)")
     hf_masks = med["hf"]["disk_mb"] - photos_mb  # the photos are stored as they are
     print(
         f"the photos themselves: {photos_mb:.1f} MB (hf embeds them); hf without them: "
@@ -199,9 +205,10 @@ def _textured(rng: Any, height: int, width: int) -> Any:
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
-def _textured_photos(project: Path, seed: int = 0) -> None:
+def _textured_photos(project: Path, seed: int = 0, upright: bool = False) -> None:
     """Replace the generator's photos by textured JPEGs of the same displayed size (image 0
-    stays sideways with EXIF orientation 6); PNG names become .jpg in the export."""
+    stays sideways with EXIF orientation 6 unless ``upright``); PNG names become .jpg in the
+    export."""
     import numpy as np
     from PIL import Image, ImageOps
 
@@ -212,7 +219,7 @@ def _textured_photos(project: Path, seed: int = 0) -> None:
         with Image.open(path) as img:
             shown = ImageOps.exif_transpose(img)
             width, height = shown.size
-            rotated = img.getexif().get(0x0112, 1) == 6
+            rotated = img.getexif().get(0x0112, 1) == 6 and not upright
         pixels = _textured(rng, height, width)
         target = path.with_suffix(".jpg")
         path.unlink()
@@ -235,6 +242,9 @@ def main() -> None:
     parser.add_argument("--poly", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--photos", choices=["textured", "noise"], default="textured")
+    parser.add_argument(
+        "--upright", action="store_true", help="no photo with an EXIF orientation (textured)"
+    )
     parser.add_argument("--jobs", type=int, nargs="*", help="jobs to run (default: 1 and the CPUs)")
     parser.add_argument("--run", choices=list(FORMATS), help=argparse.SUPPRESS)
     parser.add_argument("--project", type=Path, help=argparse.SUPPRESS)
@@ -256,7 +266,7 @@ def main() -> None:
             n_brush=args.brush, n_poly=args.poly, every_kind=False,
         )  # fmt: skip
         if args.photos == "textured":
-            _textured_photos(project.export.parent)
+            _textured_photos(project.export.parent, upright=args.upright)
         photos = sorted(project.images.iterdir())
         size = sum(p.stat().st_size for p in photos)
         print(f"photos: {args.photos}, {size / 2**20:.1f} MB, "
