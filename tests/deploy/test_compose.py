@@ -115,6 +115,9 @@ def test_dockerfile_default_command_is_serve_with_real_options() -> None:
     assert all(a in result.output for a in args if a.startswith("--"))
     for package in ("ls_panoptic", "worker", "backend", "cli", "devstack"):
         assert f"COPY {package} {package}" in text
+    # the base is a build argument whose default stays the official slim Python image
+    assert re.search(r"^ARG BASE=python:3\.11-slim$", text, re.MULTILINE)
+    assert re.search(r"^FROM \$\{BASE\}", text, re.MULTILINE)
 
 
 def test_the_image_builds_the_c_walk_itself_and_fails_without_it() -> None:

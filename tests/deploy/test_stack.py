@@ -383,6 +383,9 @@ def test_the_compose_stack_keeps_the_store_equal_to_convert(stack: Stack, tmp_pa
         host_worker = ["worker", "--with-scheduler"]
         with service_process(host_worker, stack.host_env(), tmp_path / "host-worker.log"):
             _during(lambda: stack.compose("restart", "worker"), lambda: edit_all(3))
+            # a job taken by a worker as it stopped waits there until rq's cleanup (> 1 min)
+            stuck = connection.lrange(f"rq:queue:{Settings().queue_name}:intermediate", 0, -1)
+            stack.note(f"rq's intermediate queue after the restart: {stuck}")
             project.wait_converged("after `docker compose restart worker` mid-burst")
             here = socket.gethostname()
             on_host = {
