@@ -25,6 +25,7 @@ from PIL import Image
 __all__ = [
     "EXIF_ERRORS",
     "ORIENTATION_TAG",
+    "display_image",
     "display_size",
     "exif_orientation",
     "orientation_from_exif",
@@ -37,6 +38,15 @@ ORIENTATION_TAG = 0x0112
 #: What Pillow may raise on a corrupt EXIF block; such EXIF counts as absent.
 EXIF_ERRORS = (OSError, ValueError, SyntaxError, TypeError, KeyError, IndexError, struct.error)
 _SWAPS_AXES = frozenset({5, 6, 7, 8})
+_PIL_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 ScalarT = TypeVar("ScalarT", bound=np.generic)
 
 
@@ -64,6 +74,13 @@ def display_size(stored_size_hw: tuple[int, int], orientation: int) -> tuple[int
     """``(height, width)`` as ``exif_transpose`` shows an image stored as ``stored_size_hw``."""
     height, width = stored_size_hw
     return (width, height) if orientation in _SWAPS_AXES else (height, width)
+
+
+def display_image(img: Image.Image, orientation: int) -> Image.Image:
+    """``img`` (its stored pixel grid) turned as :func:`to_display_frame` turns an array, by
+    Pillow itself: no numpy copy, the image's mode kept; ``img`` when nothing is to turn."""
+    transpose = _PIL_TRANSPOSE.get(orientation)
+    return img if transpose is None else img.transpose(transpose)
 
 
 def to_display_frame(array: NDArray[ScalarT], orientation: int) -> NDArray[ScalarT]:

@@ -25,7 +25,7 @@ from PIL import Image
 from .errors import ImageError
 from .images import ImageInfo
 from .model import Orientation
-from .orientation import to_display_frame
+from .orientation import display_image
 
 __all__ = ["SegmentStats", "displayed_photo", "segment_stats"]
 
@@ -92,15 +92,14 @@ def displayed_photo(image: ImageInfo, orientation: Orientation) -> tuple[bytes, 
             return data, _suffix(image)
         with Image.open(io.BytesIO(data)) as img:
             fmt = img.format or "PNG"
-            pixels = np.asarray(img)
-        if orientation == "display":
-            pixels = to_display_frame(pixels, image.orientation)
-        out = io.BytesIO()
-        if fmt == "JPEG":
-            Image.fromarray(pixels).save(out, format="JPEG", quality=_JPEG_QUALITY)
-            return out.getvalue(), ".jpg"
-        Image.fromarray(pixels).save(out, format="PNG", compress_level=1)
-        return out.getvalue(), ".png"
+            img.load()
+            turned = display_image(img, image.orientation) if orientation == "display" else img
+            out = io.BytesIO()
+            if fmt == "JPEG":
+                turned.save(out, format="JPEG", quality=_JPEG_QUALITY)
+                return out.getvalue(), ".jpg"
+            turned.save(out, format="PNG", compress_level=1)
+            return out.getvalue(), ".png"
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise ImageError(f"cannot read image {image.path}: {exc}") from None
 

@@ -129,3 +129,29 @@ def test_a_failed_write_leaves_no_folder(tmp_path: Path, fmt: str) -> None:
             writer.add(entry, None)
         raise RuntimeError("strict: a later image failed")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("orientation_tag", [3, 6, 8])
+def test_a_rotated_palette_photo_keeps_its_colours(tmp_path: Path, orientation_tag: int) -> None:
+    """The photo is turned as Pillow shows it (``exif_transpose``), in its own mode: a palette
+    PNG is not mistaken for grey levels, and its pixels land where the mask's do."""
+    import io
+
+    from PIL import Image, ImageOps
+
+    from ls_panoptic.images import read_image_info
+    from ls_panoptic.segments import displayed_photo
+
+    stored = Image.new("P", (5, 3))
+    stored.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0, 0, 0, 255] + [0] * 756)
+    stored.putdata([1, 2, 3, 1, 2, 3, 0, 0, 1, 1, 1, 2, 2, 2, 3])
+    exif = Image.Exif()
+    exif[0x0112] = orientation_tag
+    stored.save(tmp_path / "p.png", format="PNG", exif=exif)
+    info = read_image_info(tmp_path / "p.png")
+    data, suffix = displayed_photo(info, "display")
+    with Image.open(tmp_path / "p.png") as original, Image.open(io.BytesIO(data)) as photo:
+        expected = ImageOps.exif_transpose(original).convert("RGB")
+        assert suffix == ".png"
+        assert photo.getexif().get(0x0112) is None
+        assert list(photo.convert("RGB").getdata()) == list(expected.getdata())
