@@ -12,11 +12,11 @@ and it measures:
    Studio (their entries checked);
 3. Redis memory of the project's keys (``MEMORY USAGE`` of each), per entry and in total;
 4. ``GET /projects/<id>/entries?limit=100`` (the first page), the unpaged list, ``/metrics``;
-5. ``GET /projects/<id>/snapshot.pkl`` streamed by the client into a file with ``fdatasync``
-   (the file is synced and emptied every ``--roll-gib`` GiB, so an 83 GB snapshot fits a small
-   disk), the backend's peak memory meanwhile (RSS of its gunicorn workers, sampled), against
-   ``dd if=/dev/zero of=FILE bs=1M count=N conv=fdatasync`` in the same folder, N the MiB of
-   one roll.
+5. ``GET /projects/<id>/snapshot.pkl`` streamed by the client into files with ``fdatasync``
+   (of ``--roll-gib`` GiB each, synced and deleted by a thread while the next is written, so
+   an 83 GB snapshot fits a small disk), the backend's peak memory meanwhile (RSS of its
+   gunicorn workers, sampled), against ``dd if=/dev/zero of=FILE bs=1M count=N conv=fdatasync``
+   in the same folder, N the MiB of one file; and the same snapshot received and dropped.
 
     .venv/bin/python bench/scale_bench.py [--tasks 10000] [--redis-url URL] [--no-bitmask]
 
@@ -192,14 +192,17 @@ def _bench(args: argparse.Namespace, tmp: Path, server: Any, client: Any) -> Non
 
 
 def _syncs(svc: _Service, ls: httpx.Client, tasks: int, results: dict[str, Any]) -> None:
+    load = os.getloadavg()[0]
     seconds, summary = svc.resync()
+    load = max(load, os.getloadavg()[0])
     counts = svc.store.status_counts(svc.project)
     if counts.get("ok") != tasks:
         raise BenchError(f"after the first sync: {counts}, expected {tasks} ok")
     results.update(first_sync_s=seconds, first_sync_tasks_s=tasks / seconds,
                    first_sync_converted=summary.get("converted"),
-                   first_sync_pulled=summary.get("enqueued"))  # fmt: skip
-    print(f"first sync: {seconds:.1f} s, {tasks / seconds:.1f} tasks/s {summary_line(summary)}")
+                   first_sync_pulled=summary.get("enqueued"), first_sync_load=load)  # fmt: skip
+    print(f"first sync: {seconds:.1f} s, {tasks / seconds:.1f} tasks/s {summary_line(summary)}; "
+          f"load average {load:.1f} on {os.cpu_count()} CPUs (other work slows it)")  # fmt: skip
 
     seconds, summary = svc.resync()
     results.update(unchanged_resync_s=seconds, unchanged_converted=summary.get("converted"))
@@ -313,43 +316,31 @@ def _snapshot(
     sampler.start()
     roll = int(roll_gib * 2**30)
     target = tmp / "snapshot.pkl"
-    written = since_roll = 0
+    url = f"/projects/{svc.project}/snapshot.pkl"
     started = time.perf_counter()
-    with (
-        target.open("wb") as file,
-        svc.http.stream("GET", f"/projects/{svc.project}/snapshot.pkl") as answer,
-    ):
+    with svc.http.stream("GET", url) as answer:
         answer.raise_for_status()
-        announced = int(answer.headers["Content-Length"])
-        first = b""
-        for chunk in answer.iter_raw(1 << 20):
-            if not first:
-                first = chunk[:16]
-            file.write(chunk)
-            written += len(chunk)
-            since_roll += len(chunk)
-            if since_roll >= roll:  # keep the disk use bounded: sync, then start over
-                file.flush()
-                os.fdatasync(file.fileno())
-                file.truncate(0)
-                file.seek(0)
-                since_roll = 0
-        file.flush()
-        os.fdatasync(file.fileno())
+        written = _receive(answer, tmp, roll)
     seconds = time.perf_counter() - started
     sampling = False
     sampler.join()
+    announced = int(answer.headers["Content-Length"])
     if written != announced:
         raise BenchError(f"snapshot: {written} bytes received, {announced} announced")
-    if written < roll:  # small enough to keep: it must load
+    if written < roll:  # small enough to have been kept whole: it must load
         import pickle
 
-        with target.open("rb") as snapshot:
+        with (tmp / "roll-0.pkl").open("rb") as snapshot:
             loaded = pickle.load(snapshot)
         if len(loaded) != results["entries"]:
             raise BenchError(f"snapshot holds {len(loaded)} entries, expected {results['entries']}")
-    target.unlink()
+        (tmp / "roll-0.pkl").unlink()
     peak_mb = max(peak[pid] - before[pid] for pid in workers) / 1e3
+    discard_started, discarded = time.perf_counter(), 0  # the same, dropped: no disk
+    with svc.http.stream("GET", url) as answer:
+        for chunk in answer.iter_raw(1 << 20):
+            discarded += len(chunk)
+    results["snapshot_discarded_mb_s"] = discarded / (time.perf_counter() - discard_started) / 1e6
     dd_mib = max(1, min(written, roll) // 2**20)
     dd_seconds = []
     for _ in range(2):
@@ -365,7 +356,40 @@ def _snapshot(
                    snapshot_vs_dd=rate / dd_rate)  # fmt: skip
     print(f"snapshot: {written / 1e9:.2f} GB in {seconds:.1f} s = {rate / 1e6:.0f} MB/s; dd "
           f"{dd_mib} MiB conv=fdatasync {dd_rate / 1e6:.0f} MB/s; ratio {rate / dd_rate:.2f}; "
-          f"backend peak +{peak_mb:.0f} MB RSS", flush=True)  # fmt: skip
+          f"backend peak +{peak_mb:.0f} MB RSS; received and discarded (no disk): "
+          f"{results['snapshot_discarded_mb_s']:.0f} MB/s", flush=True)  # fmt: skip
+
+
+def _receive(answer: httpx.Response, tmp: Path, roll: int) -> int:
+    """Write the body to disk as a client saving it would, ``fdatasync`` included, in files of
+    ``roll`` bytes (``roll-0.pkl``, ``roll-1.pkl``, ...): a full one is synced and deleted by a
+    thread while the next is written (as the kernel writes back behind ``dd``), so the disk
+    holds two at most. Returns the bytes received."""
+    written, number = 0, 0
+    syncing: threading.Thread | None = None
+    file = (tmp / "roll-0.pkl").open("wb")
+
+    def settle(done: Any, path: Path, keep: bool = False) -> None:
+        done.flush()
+        os.fdatasync(done.fileno())
+        done.close()
+        if not keep:
+            path.unlink()
+
+    for chunk in answer.iter_raw(1 << 20):
+        file.write(chunk)
+        written += len(chunk)
+        if written >= (number + 1) * roll:
+            if syncing is not None:
+                syncing.join()
+            syncing = threading.Thread(target=settle, args=(file, tmp / f"roll-{number}.pkl"))
+            syncing.start()
+            number += 1
+            file = (tmp / f"roll-{number}.pkl").open("wb")
+    if syncing is not None:
+        syncing.join()
+    settle(file, tmp / f"roll-{number}.pkl", keep=number == 0)  # whole: the caller loads it
+    return written
 
 
 def _report(results: dict[str, Any]) -> None:

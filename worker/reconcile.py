@@ -281,8 +281,8 @@ def _quick(
             failed.append(stamp.id)
         elif state.status == "ok" and state.config_hash != digest:
             maybe.append(stamp.id)
-    if len(maybe) > max(QUICK_PULLS, len(listed) // 50):
-        return None  # many changes: converting from the full listing is cheaper
+    if len(maybe) + len(failed) > max(QUICK_PULLS, len(listed) // 50):
+        return None  # many to pull or to list: the full listing costs less
     for task in client.list_tasks(project, failed) if failed else ():
         task_id = task.id
         if isinstance(task, UnusableTask) or (
