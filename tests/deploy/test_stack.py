@@ -410,11 +410,18 @@ def test_the_compose_stack_keeps_the_store_equal_to_convert(stack: Stack, tmp_pa
         args = ["resync", "--project", str(project.id), "--wait", "--timeout", "180"]
         outcome = CliRunner().invoke(cli, args, env=stack.host_env())
         assert outcome.exit_code == 0, outcome.output
+        stack.note(f"resync --wait returned: {' / '.join(outcome.output.splitlines())}")
         project.wait_converged("after `docker compose stop/start redis` and a resync")
+
+        # the review page and its static files are in the image (package data)
+        auth = ("admin", stack.env["API_TOKEN"])
+        review = f"{stack.backend}/projects/{project.id}/review"
+        assert poll_until(lambda: httpx.get(review, auth=auth, timeout=30).status_code == 200, 30)
+        assert "<html" in httpx.get(review, auth=auth, timeout=30).text.lower()
+        css = httpx.get(f"{stack.backend}/projects/review-static/review.css", auth=auth, timeout=30)
+        assert css.status_code == 200 and css.content
 
         dashboard = httpx.get(f"{stack.dashboard}/", timeout=30)
         assert dashboard.status_code == 401
-        authorised = httpx.get(
-            f"{stack.dashboard}/", auth=("admin", stack.env["API_TOKEN"]), timeout=30
-        )
+        authorised = httpx.get(f"{stack.dashboard}/", auth=auth, timeout=30)
         assert authorised.status_code == 200
