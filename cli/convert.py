@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from ls_panoptic.batch import BatchReport, Outcome, convert_tasks
-from ls_panoptic.batch_pool import default_jobs, start_early
+from ls_panoptic.batch_pool import start_early
 from ls_panoptic.errors import SnapshotError
 from ls_panoptic.labels import (
     LabelSet,
@@ -207,11 +207,13 @@ def run_convert(
     "--jobs",
     "-j",
     type=click.IntRange(min=1),
-    default=None,
+    default=1,
+    show_default=True,
     metavar="N",
-    help="Convert images in N worker processes (default: the CPUs this process may use; "
-    "1: this process alone). The output is the same, byte for byte, whatever N is; memory "
-    "grows with N (each worker holds about one image's masks).",
+    help="Convert images in N worker processes (1: this process alone). The output is the "
+    "same, byte for byte, whatever N is; memory grows with N (each worker holds about one "
+    "image's masks). On a 2-core machine 2 was slower than 1 (docs/convert.md): try it on "
+    "many cores with many images.",
 )
 @click.option("--strict", is_flag=True, help="Write nothing if any image fails.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
@@ -231,7 +233,7 @@ def convert(
     key_scheme: Any,
     preview: Path | None,
     time_limit: float | None,
-    jobs: int | None,
+    jobs: int,
     strict: bool,
     quiet: bool,
     output_format: str,
@@ -268,7 +270,7 @@ def convert(
         show_progress=not quiet,
         preview=preview,
         output_format=OutputFormat(output_format, splits, seed, copy_images),
-        jobs=jobs if jobs is not None else default_jobs(),
+        jobs=jobs,
     )
     print_report(report, labels)
     if report.failures:

@@ -158,7 +158,7 @@ def test_help_explains_jobs() -> None:
     assert result.exit_code == 0
     text = " ".join(result.output.split())
     assert "--jobs N" in text
-    assert "worker processes" in text and "default: the CPUs" in text
+    assert "worker processes" in text and "default: 1" in text
     assert "same, byte for byte" in text
 
 
