@@ -1,7 +1,8 @@
 """Shared fixtures, one per layer (as in Flask's tutorial): a small synthetic Label Studio
 project; a real Redis (``redis_url``, ``redis_client``); the service's ``settings``; the store
 (``keys``, ``store``); Label Studio as the worker's jobs see it (``stub``); the worker's runtime
-(``rt``, and ``make_rt`` for other settings); the backend (``app``, ``client``). Tokens,
+(``rt``, and ``make_rt`` for other settings); the backend (``app``, ``client``); one real Label
+Studio for the whole session (``label_studio``: tests/e2e and tests/deploy). Tokens,
 credentials and the checks of what the service left in Redis: ``tests/service.py``.
 
 Redis: one database, ``redis://127.0.0.1:6379/15`` unless ``LSP_TEST_REDIS_URL`` says otherwise
@@ -16,9 +17,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 import redis
@@ -26,9 +27,20 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from backend.app import create_app
+from devstack.labelstudio import (
+    LS_VERSION,
+    LabelStudioServer,
+    LabelStudioStartError,
+    label_studio_binary,
+    resolve_venv,
+    start_server,
+    stop_server,
+)
+from devstack.supervisor import log_tail
 from devstack.synthetic import SyntheticProject, make_project
 from tests.service import API_TOKEN, WEBHOOK_TOKEN
 from tests.stub_labelstudio import StubLabelStudio
+from tests.summary import SUMMARY, summarise
 from worker import runtime
 from worker.keys import Keys
 from worker.settings import Settings
@@ -175,3 +187,67 @@ def app(settings: Settings, redis_client: redis.Redis) -> Flask:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+# A real Label Studio 1.23.2 for the session (tests/e2e, tests/deploy). Install it once with
+# .ci/install-label-studio (its own virtualenv: $LS_VENV or <repo>/.venv-labelstudio). Without it
+# these tests skip, unless LS_E2E_REQUIRED=1 (then they fail: meant for CI, so that a broken
+# install cannot pass as a skip).
+
+
+def _missing_server(message: str) -> NoReturn:
+    if os.environ.get("LS_E2E_REQUIRED") == "1":
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+_LOG_SHOWN = pytest.StashKey[bool]()
+
+
+@pytest.fixture(scope="session")
+def label_studio(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LabelStudioServer]:
+    """A running Label Studio (``url``, ``token``, ``log_path``), stopped at session end."""
+    venv = resolve_venv()
+    binary = label_studio_binary(venv)
+    if binary is None:
+        _missing_server(
+            f"Label Studio is not installed in {venv}; run .ci/install-label-studio "
+            "(or point LS_VENV at a virtualenv with label-studio==1.23.2)"
+        )
+    try:
+        server = start_server(binary, tmp_path_factory.mktemp("label-studio"))
+    except LabelStudioStartError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    summarise(
+        request.config,
+        f"Label Studio {LS_VERSION} healthy at {server.url} after {server.startup_seconds:.1f} s "
+        f"(log: {server.log_path})",
+    )
+    try:
+        yield server
+    finally:
+        stop_server(server)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Show the Label Studio log under the first failing test that used the server (later
+    failures name the file only, to keep the report short)."""
+    report = yield
+    server = getattr(item, "funcargs", {}).get("label_studio")
+    if report.failed and isinstance(server, LabelStudioServer):
+        shown = item.config.stash.get(_LOG_SHOWN, False)
+        tail = "(tail shown under the first failure)" if shown else log_tail(server.log_path)
+        report.sections.append(("Label Studio log", f"{server.log_path}\n{tail}"))
+        item.config.stash[_LOG_SHOWN] = True
+    return report
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Timings of the real server, for the CI log."""
+    for line in terminalreporter.config.stash.get(SUMMARY, []):
+        terminalreporter.write_line(line)

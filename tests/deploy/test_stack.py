@@ -41,11 +41,6 @@ from click.testing import CliRunner
 from cli.main import cli
 from devstack.labelstudio import (
     LabelStudioServer,
-    LabelStudioStartError,
-    label_studio_binary,
-    resolve_venv,
-    start_server,
-    stop_server,
 )
 from devstack.supervisor import free_port, poll_until
 from tests.e2e._services import TcpGate, service_process
@@ -180,24 +175,18 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(
+    tmp_path_factory: pytest.TempPathFactory, label_studio: LabelStudioServer
+) -> Iterator[Stack]:
+    """The compose stack, with the session's real Label Studio (tests/conftest.py) posting its
+    webhooks into the backend container."""
     base = os.environ.get("LSP_DOCKER_BASE", "").strip() or DEFAULT_BASE
     gateway = _require_engine(base)
-    binary = label_studio_binary(resolve_venv())
-    if binary is None:
-        _unavailable("Label Studio is not installed: run .ci/install-label-studio")
     root = tmp_path_factory.mktemp("compose-stack")
-    try:
-        server = start_server(binary, root / "label-studio")
-    except LabelStudioStartError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    try:
-        upstream = ("127.0.0.1", int(server.url.rsplit(":", 1)[1]))
-        relay = GatewayRelay(gateway, upstream)
-        with relay:
-            yield from _run_stack(root, base, server, relay)
-    finally:
-        stop_server(server)
+    upstream = ("127.0.0.1", int(label_studio.url.rsplit(":", 1)[1]))
+    relay = GatewayRelay(gateway, upstream)
+    with relay:
+        yield from _run_stack(root, base, label_studio, relay)
 
 
 def _run_stack(

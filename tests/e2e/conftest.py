@@ -1,8 +1,5 @@
-"""End-to-end fixtures: one real Label Studio 1.23.2 per test session, and a real export of it.
-
-Install the server once with ``.ci/install-label-studio`` (its own virtualenv, ``$LS_VENV`` or
-``<repo>/.venv-labelstudio``). Without it these tests skip, unless ``LS_E2E_REQUIRED=1``
-(then they fail: meant for CI, so that a broken install cannot pass as a skip).
+"""End-to-end fixtures: a client of the session's real Label Studio 1.23.2 (the
+``label_studio`` fixture of ``tests/conftest.py``, shared with tests/deploy), and a real export.
 
 Redis: the ``redis_url`` / ``redis_client`` fixtures of ``tests/conftest.py`` (the test
 database, flushed around each test); ``test_up_demo.py`` has its own ``redis_url``, which need
@@ -46,66 +43,15 @@ Facts about Label Studio 1.23.2, checked on the installed release:
 
 from __future__ import annotations
 
-import os
-from collections.abc import Generator, Iterator
-from typing import NoReturn
+from collections.abc import Iterator
 
 import pytest
 
-from devstack.labelstudio import (
-    LS_VERSION,
-    LabelStudioServer,
-    LabelStudioStartError,
-    label_studio_binary,
-    resolve_venv,
-    start_server,
-    stop_server,
-)
-from devstack.supervisor import log_tail
+from devstack.labelstudio import LabelStudioServer
+from tests.summary import summarise
 
 from .build_project import LabelStudioExport, build_export
 from .lsclient import LabelStudioClient
-
-
-def _missing_server(message: str) -> NoReturn:
-    if os.environ.get("LS_E2E_REQUIRED") == "1":
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
-
-
-_LOG_SHOWN = pytest.StashKey[bool]()
-_SUMMARY = pytest.StashKey[list[str]]()
-
-
-def _summarise(config: pytest.Config, line: str) -> None:
-    config.stash.setdefault(_SUMMARY, []).append(line)
-
-
-@pytest.fixture(scope="session")
-def label_studio(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LabelStudioServer]:
-    """A running Label Studio (``url``, ``token``, ``log_path``), stopped at session end."""
-    venv = resolve_venv()
-    binary = label_studio_binary(venv)
-    if binary is None:
-        _missing_server(
-            f"Label Studio is not installed in {venv}; run .ci/install-label-studio "
-            "(or point LS_VENV at a virtualenv with label-studio==1.23.2)"
-        )
-    try:
-        server = start_server(binary, tmp_path_factory.mktemp("label-studio"))
-    except LabelStudioStartError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    _summarise(
-        request.config,
-        f"Label Studio {LS_VERSION} healthy at {server.url} after {server.startup_seconds:.1f} s "
-        f"(log: {server.log_path})",
-    )
-    try:
-        yield server
-    finally:
-        stop_server(server)
 
 
 @pytest.fixture(scope="session")
@@ -122,30 +68,8 @@ def ls_export(
 ) -> LabelStudioExport:
     """A real JSON / JSON_MIN export of a project holding every region kind, with its images."""
     export = build_export(ls_client, tmp_path_factory.mktemp("ls-export"))
-    _summarise(
+    summarise(
         request.config,
         f"Label Studio project built and exported in {export.build_seconds:.1f} s: {export.root}",
     )
     return export
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(
-    item: pytest.Item, call: pytest.CallInfo[None]
-) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """Show the Label Studio log under the first failing test that used the server (later
-    failures name the file only, to keep the report short)."""
-    report = yield
-    server = getattr(item, "funcargs", {}).get("label_studio")
-    if report.failed and isinstance(server, LabelStudioServer):
-        shown = item.config.stash.get(_LOG_SHOWN, False)
-        tail = "(tail shown under the first failure)" if shown else log_tail(server.log_path)
-        report.sections.append(("Label Studio log", f"{server.log_path}\n{tail}"))
-        item.config.stash[_LOG_SHOWN] = True
-    return report
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """Timings of the real server, for the CI log."""
-    for line in terminalreporter.config.stash.get(_SUMMARY, []):
-        terminalreporter.write_line(line)
