@@ -221,6 +221,11 @@ class Keys:
             raise ValueError(f"entry version must be lower-case hex, not {version!r}")
         return f"{self.project_prefix(project)}areas:{_id(task_id, 'task id')}:{version}"
 
+    def listed_in_full(self, project: int) -> str:
+        """STRING, with a TTL (``worker.reconcile.FULL_LISTING_SECONDS``): set by a resync that
+        listed every task in full; while it lives, resyncs may decide from task stamps alone."""
+        return self.project_prefix(project) + "listed_in_full"
+
 
 _WORD = re.compile(r"[A-Za-z0-9_-]{1,64}")
 

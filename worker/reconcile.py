@@ -22,7 +22,8 @@ its label config from :func:`project_labels`.
 
 A resync of a project the store knows first lists only each task's stamp (:func:`_quick`):
 when few tasks may have changed since their state was made, those are pulled by sync jobs and
-the annotations of the others are never listed.
+the annotations of the others are never listed. At least every :data:`FULL_LISTING_SECONDS`
+a resync lists every task in full again.
 """
 
 from __future__ import annotations
@@ -55,6 +56,11 @@ BATCH = 100
 #: tasks a resync pulls (sync jobs) at most, rather than listing every task in full, when
 #: Label Studio's task stamps show only these may have changed (or up to 2% of the tasks)
 QUICK_PULLS = 20
+#: seconds after a resync that listed every task in full during which resyncs may decide from
+#: task stamps alone (then the next one lists in full again): a change Label Studio makes
+#: without moving the task's ``updated_at`` (a bulk action's query, say), whose webhook was
+#: lost, is repaired within that time
+FULL_LISTING_SECONDS = 3600
 #: seconds a listing stamp is reused for (see ``_stamped``)
 STAMP_SECONDS = 0.5
 
@@ -145,12 +151,16 @@ def resync(runtime: Runtime, project: int, *, force: bool = False) -> dict[str, 
     # has no state yet, so it is never mistaken for a deleted one
     states = {state.task_id: state for state in runtime.store.states(project)}
     compared = _Compare(runtime, project, labels, digest)
-    quick = None if force or not states else _quick(runtime, project, states, digest)
+    full_listed = runtime.dispatcher.keys.listed_in_full(project)
+    quick = None
+    if not force and states and runtime.redis.exists(full_listed):
+        quick = _quick(runtime, project, states, digest)
     if quick is not None:
         listed, to_sync = quick[0], len(quick[1])
         compared.to_pull = quick[1]
     else:
         listed, to_sync = compared.run(states, force)
+        runtime.redis.set(full_listed, listing_started, ex=FULL_LISTING_SECONDS)
     gone = sorted(set(states) - listed)
     dropped = runtime.store.delete_tasks(project, gone, listing_started) if gone else 0
     runtime.store.forget_tombstones(project, _before(listing_started, TOMBSTONE_SECONDS))

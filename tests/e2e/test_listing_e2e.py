@@ -77,6 +77,7 @@ def test_a_first_resync_converts_from_the_listing_what_pulls_make(live: LiveProj
     assert stored(live) == from_listing
     assert live.rt.store.agreement(live.project) == agreement
 
+    assert not reconcile.resync(live.rt, live.project)["to_sync"]  # a full listing again
     # lost webhooks: an annotation edited, another deleted
     live.update(PNG, first, 7, 2)
     jpeg = live.tasks[EXIF_JPEG]

@@ -126,3 +126,18 @@ def test_many_changes_are_converted_from_the_full_listing(
     summary = reconcile.resync(rt, P)
     assert (summary["quick"], summary["converted"], summary["enqueued"]) == (False, 39, 0)
     assert not stub.pulls
+
+
+def test_a_change_that_moved_no_stamp_is_found_by_the_next_full_listing(
+    rt: runtime.Runtime, stub: StampedStub
+) -> None:
+    first_sync(rt, stub, 40)
+    stub.tasks[1]["annotations"][0] = annotation(1, "stem", now())  # the stamp did not move
+    assert reconcile.resync(rt, P)["to_sync"] == 0  # stamps alone cannot see it
+    rt.redis.delete(rt.dispatcher.keys.listed_in_full(P))  # FULL_LISTING_SECONDS later
+    summary = reconcile.resync(rt, P)
+    assert (summary["quick"], summary["converted"]) == (False, 1)
+    entry = rt.store.get_entry(P, 1)
+    assert entry is not None and set(entry.inst2class.values()) == {1, 2}
+    assert rt.redis.ttl(rt.dispatcher.keys.listed_in_full(P)) > 0  # stamps again from now on
+    assert reconcile.resync(rt, P)["quick"]
