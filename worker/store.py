@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from redis.client import Pipeline
@@ -336,7 +336,7 @@ class Store(ProjectIndex, AgreementIndex):
         """
         return _store_snapshot.write_snapshot(self._redis, self._keys, project, file)
 
-    def stream_snapshot(self, info: SnapshotInfo) -> tuple[int, Iterator[bytes]]:
+    def stream_snapshot(self, info: SnapshotInfo) -> tuple[int, Generator[bytes, None, None]]:
         """``(byte length, chunks)`` of the pickle :meth:`write_snapshot` would write for the
         pinned ``info`` (:meth:`pin_snapshot`), streamed in bounded memory. See
         :func:`worker._store_snapshot.stream_snapshot`.

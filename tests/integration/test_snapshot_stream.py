@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import pickle
 import tempfile
+import threading
 from typing import Any
 
 import numpy as np
@@ -90,3 +91,12 @@ def test_a_pinned_entry_gone_mid_stream_ends_it_short_of_its_length(
     assert 0 < len(got) < announced
     with pytest.raises((pickle.UnpicklingError, EOFError)):
         pickle.loads(bytes(got))
+
+
+def test_a_client_gone_mid_stream_stops_the_read_ahead(stored: Store) -> None:
+    info = stored.pin_snapshot(PROJECT)
+    _size, chunks = stored.stream_snapshot(info)
+    next(chunks), next(chunks)  # the header, then the first entry's first chunk
+    assert any(t.name == "snapshot-read-ahead" for t in threading.enumerate())
+    chunks.close()  # what the server does when the client goes away
+    assert not any(t.name == "snapshot-read-ahead" for t in threading.enumerate())
