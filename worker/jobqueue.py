@@ -11,14 +11,20 @@ in.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import math
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
 import rq
 from rq import Queue, Retry
+from rq.exceptions import DequeueTimeout, StopRequested
+from rq.intermediate_queue import IntermediateQueue
 from rq.serializers import JSONSerializer
+from rq.worker import WorkerStatus
 
 from .settings import Settings
 
@@ -27,6 +33,7 @@ __all__ = [
     "DEFAULT_RESULT_TTL",
     "DEFAULT_RETRY_INTERVALS",
     "DEFAULT_SYNC_TIMEOUT",
+    "DEQUEUE_POLL_SECONDS",
     "JOBS_MODULE",
     "PUBSUB_POLL_SECONDS",
     "SERIALIZER",
@@ -156,11 +163,164 @@ class _PromptTeardown:
         )
 
 
-class Worker(_PromptTeardown, rq.Worker):
-    """rq's forking worker (``ls-panoptic worker``), stopping promptly."""
+#: seconds each blocking dequeue of an idle worker lasts at most: a worker asked to stop while
+#: it waits for a job leaves within about this long, and never holds a job for it
+DEQUEUE_POLL_SECONDS = 1
+
+#: the worker whose blocking dequeue runs in this thread (rq's dequeue is a class method)
+_DEQUEUEING: contextvars.ContextVar[_StopBetweenPolls | None] = contextvars.ContextVar(
+    "ls_panoptic_dequeueing", default=None
+)
 
 
-class InProcessWorker(_PromptTeardown, rq.SimpleWorker):
+def _give_back(connection: redis.Redis, queue_key: str | bytes, job_id: str | bytes) -> None:
+    """Put ``job_id``, dequeued but never started, back at the head of its queue (and out of
+    the queue's intermediate list, where ``BLMOVE`` put it), in one transaction."""
+    key = queue_key.decode() if isinstance(queue_key, bytes) else queue_key
+    job = job_id.decode() if isinstance(job_id, bytes) else job_id
+    with connection.pipeline(transaction=True) as pipe:
+        pipe.lrem(IntermediateQueue.get_intermediate_queue_key(key), 1, job)
+        pipe.lpush(key, job)
+        pipe.execute()
+    log.info("job %s handed back to %s: its worker is stopping", job, key)
+
+
+class _PollingQueue(Queue):
+    """rq's queue whose blocking dequeue, for a :class:`_StopBetweenPolls` worker, is a series
+    of short blocking calls that end at once when the worker was asked to stop."""
+
+    @classmethod
+    def lmove(cls, connection: redis.Redis, queue_key: str, timeout: int | None) -> Any:
+        worker = _DEQUEUEING.get()
+        if worker is None or timeout is None:
+            return super().lmove(connection, queue_key, timeout)
+
+        def give_back(result: Any) -> None:  # BLMOVE put it in the intermediate list
+            _give_back(connection, queue_key, result[1])
+
+        def dequeue(wait: int) -> Any:
+            return super(_PollingQueue, cls).lmove(connection, queue_key, wait)
+
+        return worker.poll(dequeue, timeout, give_back)
+
+    @classmethod
+    def lpop(
+        cls, queue_keys: Sequence[str], timeout: int | None, connection: redis.Redis | None = None
+    ) -> Any:
+        worker = _DEQUEUEING.get()
+        if worker is None or timeout is None or connection is None:
+            return super().lpop(queue_keys, timeout, connection=connection)
+        conn = connection
+
+        def give_back(result: Any) -> None:  # BLPOP took it off its queue
+            _give_back(conn, result[0], result[1])
+
+        def dequeue(wait: int) -> Any:
+            return super(_PollingQueue, cls).lpop(queue_keys, wait, conn)
+
+        return worker.poll(dequeue, timeout, give_back)
+
+
+class _StopBetweenPolls:
+    """Stop an idle worker between two short blocking dequeues, never inside one.
+
+    rq 2.12's SIGTERM handler, when the worker is idle, stops the scheduler (about half a second
+    with ``--with-scheduler``) and then raises out of the blocking ``BLMOVE`` that moves the
+    next job from the queue to its intermediate list. That ``BLMOVE`` is still pending on its
+    connection meanwhile, so a job queued then was moved for a worker that was leaving, its
+    reply thrown away with the connection, and the job waited in the intermediate list until
+    rq's maintenance re-queued it over a minute later (seen after every ``docker compose
+    restart worker`` under load). Here, while a blocking dequeue call is pending or a dequeued
+    job is not yet started, the handler only records the stop (and stops the scheduler); the
+    dequeue blocks at most :data:`DEQUEUE_POLL_SECONDS` at a time, looks for a stop between
+    polls, and hands back, first in line, a job it took after the stop was asked. Anywhere else
+    while idle (a heartbeat, a wait for Redis to come back) the stop raises at once, as rq's
+    does. A stop during a job is rq's (warm: the job finishes first).
+    """
+
+    _stop_requested: bool
+    scheduler: Any
+    get_state: Callable[[], str]
+    stop_scheduler: Callable[[], None]
+    #: inside a blocking dequeue call, or holding a job dequeued and not yet run: a stop must
+    #: not raise there (it would lose the call's reply or strand the job)
+    _polling = False
+    _holding = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.queue_class = _PollingQueue  # after rq's check of the queues given
+
+    def _shutdown(self) -> None:  # rq's, from its SIGTERM/SIGINT handler
+        if self.get_state() == WorkerStatus.BUSY:
+            super()._shutdown()  # type: ignore[misc]
+            return
+        self._stop_requested = True
+        if self.scheduler:
+            self.stop_scheduler()
+        if not (self._polling or self._holding):
+            # nothing in hand, no call pending (a heartbeat, a wait for Redis to come back):
+            # stop at once, as rq does
+            raise StopRequested()
+
+    def dequeue_job_and_maintain_ttl(
+        self, timeout: int | None, max_idle_time: int | None = None
+    ) -> Any:
+        token = _DEQUEUEING.set(self)
+        try:
+            result = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)  # type: ignore[misc]
+            self._holding = result is not None
+            return result
+        except BaseException:
+            self._holding = False
+            raise
+        finally:
+            _DEQUEUEING.reset(token)
+
+    def execute_job(self, job: Any, queue: Queue) -> None:
+        try:
+            if self._stop_requested:  # asked after the dequeue: leave the job to the others
+                _give_back(queue.connection, queue.key, job.id)
+                raise StopRequested()
+            super().execute_job(job, queue)  # type: ignore[misc]
+        finally:
+            self._holding = False
+
+    def poll(
+        self, dequeue: Callable[[int], Any], timeout: int, give_back: Callable[[Any], None]
+    ) -> Any:
+        """``dequeue(seconds)`` (rq's blocking ``BLMOVE``/``BLPOP``) in polls of
+        :data:`DEQUEUE_POLL_SECONDS`, for about ``timeout`` seconds in all (then rq's
+        ``DequeueTimeout``); raises ``StopRequested`` once a stop was asked, after
+        ``give_back(result)`` of a job it took meanwhile."""
+        deadline = time.monotonic() + timeout
+        self._holding = False
+        while True:
+            if self._stop_requested:
+                raise StopRequested()
+            self._polling = True
+            try:
+                result = dequeue(DEQUEUE_POLL_SECONDS)
+                self._holding = True
+            except DequeueTimeout:
+                if time.monotonic() >= deadline - DEQUEUE_POLL_SECONDS / 2:
+                    raise
+                continue
+            finally:
+                self._polling = False
+            if self._stop_requested:
+                give_back(result)
+                self._holding = False
+                raise StopRequested()
+            return result
+
+
+class Worker(_StopBetweenPolls, _PromptTeardown, rq.Worker):
+    """rq's forking worker (``ls-panoptic worker``), stopping promptly and never with a job
+    it has not started."""
+
+
+class InProcessWorker(_StopBetweenPolls, _PromptTeardown, rq.SimpleWorker):
     """rq's worker that runs jobs in its own process and thread (tests, benchmarks)."""
 
 
