@@ -35,6 +35,7 @@ import numpy.typing as npt
 from PIL import Image
 
 from . import _geometry as geometry
+from ._png_alpha import fast_alpha
 from .errors import GeometryError
 from .model import Region
 from .rle import decode_runs, paint_runs, runs_area
@@ -191,6 +192,9 @@ def _png_alpha(url: str, height: int, width: int) -> npt.NDArray[np.uint8]:
         raise GeometryError(f"imageDataURL is not valid base64 ({exc})") from exc
     if not data.startswith(_PNG_SIGNATURE):
         raise GeometryError("imageDataURL does not hold a PNG (no PNG signature)")
+    alpha = fast_alpha(data, height, width)  # the common 8-bit RGBA case, ~3x faster
+    if alpha is not None:
+        return alpha
     try:  # reads the header only: the size is checked before any pixel is decoded
         image = Image.open(io.BytesIO(data), formats=["PNG"])
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
