@@ -261,8 +261,7 @@ def _quick(
     runtime: Runtime, project: int, states: dict[int, EntryState], digest: str
 ) -> tuple[set[int], list[int]] | None:
     """``(ids listed, tasks to pull)`` from Label Studio's task stamps alone, when few tasks
-    may have changed; ``None`` otherwise (or when the client lists no stamps): the full
-    listing then decides, and converts.
+    may have changed; ``None`` otherwise: the full listing then decides, and converts.
 
     A task may have changed when it is new with an annotation (or a prediction, when those are
     used), when Label Studio's ``updated_at`` of it is later than the pull or listing its state
@@ -271,15 +270,12 @@ def _quick(
     another label config. Failed tasks that did not change are listed in full and checked by
     :func:`needs_sync` (their fingerprint holds what a stamp does not show: the options).
     """
-    client: Any = runtime.labelstudio  # the real client lists stamps and chosen tasks
-    stamps = getattr(client, "task_stamps", None)
-    if stamps is None:
-        return None
+    client = runtime.labelstudio
     listed: set[int] = set()
     maybe: list[int] = []
     failed: list[int] = []
     options = runtime.options
-    for stamp in stamps(project):
+    for stamp in client.task_stamps(project):
         listed.add(stamp.id)
         state = states.get(stamp.id)
         if state is None:

@@ -16,7 +16,7 @@ import contextvars
 import datetime as dt
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -29,7 +29,7 @@ from ls_panoptic.model import ConvertOptions, Task
 from .config_cache import ConfigCache
 from .dispatcher import Dispatcher
 from .keys import Keys
-from .labelstudio import LabelStudio, ProjectInfo, UnusableTask
+from .labelstudio import LabelStudio, ProjectInfo, TaskStamp, UnusableTask
 from .settings import Settings
 from .store import Store
 
@@ -55,7 +55,11 @@ class LabelStudioAPI(Protocol):
 
     def get_task(self, task_id: int) -> tuple[int, Task]: ...
 
-    def list_tasks(self, project_id: int) -> Iterator[Task | UnusableTask]: ...
+    def list_tasks(
+        self, project_id: int, ids: Collection[int] | None = None
+    ) -> Iterator[Task | UnusableTask]: ...
+
+    def task_stamps(self, project_id: int) -> Iterator[TaskStamp]: ...
 
     def image_info(
         self, url: str, scratch_dir: Path, *, task_id: int | None = None

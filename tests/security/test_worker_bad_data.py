@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from worker.labelstudio import (
     LabelStudioNotFound,
     LabelStudioUnavailable,
     ProjectInfo,
+    TaskStamp,
     UnusableTask,
     _listed,
     _task,
@@ -138,11 +139,21 @@ class StubLabelStudio:
         # a JSON round trip, as over HTTP (NaN survives: Python's json reads it)
         return P, _task(json.loads(json.dumps(self.tasks[task_id])))
 
-    def list_tasks(self, project_id: int) -> Iterator[Task | UnusableTask]:
-        for n, task_id in enumerate(sorted(self.tasks)):
+    def list_tasks(
+        self, project_id: int, ids: Collection[int] | None = None
+    ) -> Iterator[Task | UnusableTask]:
+        chosen = [task_id for task_id in sorted(self.tasks) if ids is None or task_id in ids]
+        for n, task_id in enumerate(chosen):
             if n == self.listing_fails_after:
                 raise LabelStudioUnavailable("listing tasks: Label Studio answered 503; retry")
             yield _listed(task_id, json.loads(json.dumps(self.tasks[task_id])))
+
+    def task_stamps(self, project_id: int) -> Iterator[TaskStamp]:
+        """Stamps that never move: these tasks do not change."""
+        for task_id in sorted(self.tasks):
+            annotations = self.tasks[task_id].get("annotations")
+            count = len(annotations) if isinstance(annotations, list) else 0
+            yield TaskStamp(task_id, "2024-05-01T10:00:00.000000Z", count, 0)
 
     def image_info(
         self, url: str, scratch_dir: Path, *, task_id: int | None = None
