@@ -1,7 +1,8 @@
 """The live store: converted entries, task states and project records in Redis.
 
-Every write of a task's entry is one ``MULTI``/``EXEC`` under ``WATCH`` of the project's manifest
-and states (run again when another writer got there first). It writes an immutable blob (format:
+Every write of a task's state is one ``MULTI``/``EXEC`` under ``WATCH`` of the project's manifest
+and states (run again when another writer got there first), made by :mod:`worker._store_batch`,
+which owns the write rules: one task's write is a batch of one. It writes an immutable blob (format:
 :mod:`worker._store_codec`), points the manifest at it, and ``EXPIRE``\\ s the blob it supersedes
 after ``grace_seconds``, so a snapshot in progress still reads what it pinned. A state made from
 an older Label Studio state (``source_updated_at``, compared as instants, not strings) never
@@ -23,38 +24,30 @@ removed), and a delete removes it.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections import Counter
-from collections.abc import Callable, Generator, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, BinaryIO
+from collections.abc import Generator, Iterable, Iterator
+from typing import Any, BinaryIO
 
 from redis.client import Pipeline
 
 from ls_panoptic.model import Entry
-from ls_panoptic.sidecar import Failure
-from ls_panoptic.tasks import parse_timestamp
 
 from . import _store_snapshot
 from ._store_agreement import AgreementIndex, TaskAgreement
-from ._store_base import DEFAULT_GRACE_SECONDS, utc_now
+from ._store_base import DEFAULT_GRACE_SECONDS
+from ._store_batch import TaskWrite, deletion_time, source_stamp, write_batch
 from ._store_codec import (
     EntryState,
     StoredEntry,
     StoreError,
     decode_entry,
     decode_state,
-    encode_entry,
-    encode_failure,
-    encode_state,
     peek_state,
     text,
 )
 from ._store_projects import ProjectIndex, ProjectRecord, config_hash
 from ._store_snapshot import SnapshotInfo
 from .review_index import queue_reindex
-
-if TYPE_CHECKING:
-    from ._store_batch import TaskWrite
 
 __all__ = [
     "DEFAULT_GRACE_SECONDS",
@@ -67,9 +60,6 @@ __all__ = [
     "TaskAgreement",
     "config_hash",
 ]
-
-MAX_ERROR_CHARS = 2000
-_Update = Callable[[Pipeline, "EntryState | None", "str | None"], bool]
 
 
 class Store(ProjectIndex, AgreementIndex):
@@ -100,37 +90,13 @@ class Store(ProjectIndex, AgreementIndex):
         Raises:
             ValueError: a bad timestamp, or an entry that cannot be stored (the task is named).
         """
-        stamp = _stamp(source_updated_at)
-        try:
-            version, fields = encode_entry(entry, source_updated_at, image_url)
-        except ValueError as exc:
-            raise ValueError(f"task {task_id}: {exc}") from None
-        blob = self._keys.blob(project, task_id, version)
-        annotation = entry.meta.get("annotation_id")
-        state = EntryState(
-            task_id, entry.key, annotation if isinstance(annotation, int) else None,
-            source_updated_at, "ok", None, utc_now(), config_hash,
-        )  # fmt: skip
-
-        def update(pipe: Pipeline, old: EntryState | None, current: str | None) -> bool:
-            if _newer(old, stamp):
-                return False
-            before = self._agreement_before(pipe, project, [task_id])
-            pipe.multi()
-            pipe.hset(blob, mapping=fields)  # type: ignore[arg-type]
-            pipe.persist(blob)  # the same conversion again may revive a superseded blob
-            self._point(pipe, project, task_id, current, version, state, old)
-            self._queue_agreement(pipe, project, {task_id: agreement}, before)
-            return True
-
-        return self._update_task(project, task_id, update)
+        write = TaskWrite.ok(task_id, entry, source_updated_at, config_hash, agreement, image_url)
+        return self.put_outcomes(project, [write])[0]
 
     def put_outcomes(self, project: int, writes: list[TaskWrite]) -> list[bool]:
         """Store many tasks' new states at once, by the rules of :meth:`put_entry`,
-        :meth:`mark_empty` and :meth:`record_error`; per write, ``False`` when a newer state
-        is stored. See :mod:`worker._store_batch`."""
-        from ._store_batch import write_batch  # it builds on this module
-
+        :meth:`mark_empty` and :meth:`record_error` (all of them write through here); per
+        write, ``False`` when a newer state is stored. See :mod:`worker._store_batch`."""
         return write_batch(self, project, writes)
 
     def get_entry(self, project: int, task_id: int) -> StoredEntry | None:
@@ -161,19 +127,7 @@ class Store(ProjectIndex, AgreementIndex):
 
         ``False`` when a newer state is stored.
         """
-        stamp = _stamp(source_updated_at)
-        state = EntryState(task_id, None, None, source_updated_at, "empty", None, utc_now())
-
-        def update(pipe: Pipeline, old: EntryState | None, current: str | None) -> bool:
-            if _newer(old, stamp):
-                return False
-            before = self._agreement_before(pipe, project, [task_id])
-            pipe.multi()
-            self._point(pipe, project, task_id, current, None, state, old)
-            self._queue_agreement(pipe, project, {task_id: None}, before)
-            return True
-
-        return self._update_task(project, task_id, update)
+        return self.put_outcomes(project, [TaskWrite.empty(task_id, source_updated_at)])[0]
 
     def record_error(
         self,
@@ -197,29 +151,10 @@ class Store(ProjectIndex, AgreementIndex):
         what an operator could change (``EntryState.remedy``). ``agreement`` replaces the
         task's agreement record (``None``: removed): the other annotations may still compare.
         """
-        stamp = _stamp(source_updated_at) if source_updated_at else None
-        failure = Failure(task_id, key, message[:MAX_ERROR_CHARS])
-
-        def update(pipe: Pipeline, old: EntryState | None, current: str | None) -> bool:
-            if stamp is not None and _newer(old, stamp):
-                return False
-            if old is not None and old.status == "deleted" and stamp is None:
-                return False  # a deleted task's failed fetch: nothing to record
-            state = EntryState(
-                task_id, old.key if old else None, old.annotation_id if old else None,
-                source_updated_at or (old.updated_at if old else None), "error",
-                failure.message, utc_now(), old.config_hash if old else None, fingerprint,
-                current or (old.stale_version if old else None), remedy,
-            )  # fmt: skip
-            before = self._agreement_before(pipe, project, [task_id])
-            pipe.multi()
-            if current is not None:  # out of snapshots; kept (not expired) for review
-                pipe.hdel(self._keys.manifest(project), str(task_id))
-            self._put_state(pipe, project, state, old, failure)
-            self._queue_agreement(pipe, project, {task_id: agreement}, before)
-            return True
-
-        self._update_task(project, task_id, update)
+        write = TaskWrite.error(
+            task_id, message, source_updated_at, fingerprint, key, remedy, agreement
+        )
+        self.put_outcomes(project, [write])
 
     def delete_tasks(self, project: int, task_ids: Iterable[int], deleted_at: str) -> int:
         """Forget these tasks (entries, states, agreement, annotation index); returns how many
@@ -230,7 +165,7 @@ class Store(ProjectIndex, AgreementIndex):
         just before the delete and stores just after) is refused like any older state, while a
         newer one (Label Studio on SQLite reuses task ids) replaces the tombstone.
         """
-        _stamp(deleted_at)
+        source_stamp(deleted_at)
         ids = sorted({int(t) for t in task_ids})
         if not ids:
             return 0
@@ -371,107 +306,10 @@ class Store(ProjectIndex, AgreementIndex):
     def forget_tombstones(self, project: int, before: str) -> int:
         """Drop the tombstones of tasks deleted before ``before`` (ISO): no sync job that pulled
         a task before its deletion can still be running then. Returns how many went."""
-        limit, where = _stamp(before), self._keys.deleted(project)
+        limit, where = source_stamp(before), self._keys.deleted(project)
         old = [
             task
             for task, raw in self._redis.hgetall(where).items()
-            if (deleted := _deletion_time(text(raw))) is None or deleted < limit
+            if (deleted := deletion_time(text(raw))) is None or deleted < limit
         ]
         return int(self._redis.hdel(where, *old)) if old else 0
-
-    def _update_task(self, project: int, task_id: int, update: _Update) -> bool:
-        """Run ``update(pipe, stored state, current version)`` as one optimistic transaction.
-
-        A deleted task's tombstone stands in for its state (status ``deleted``), so an update
-        older than the deletion is refused; a newer one removes the tombstone (``_point``)."""
-        manifest, states = self._keys.manifest(project), self._keys.states(project)
-        tombstones, agreement = self._keys.deleted(project), self._keys.agreement(project)
-
-        def body(pipe: Pipeline) -> bool:
-            raw = pipe.hget(states, str(task_id))
-            old = decode_state(f"{states}[{task_id}]", raw) if raw is not None else None
-            if old is None and (deleted := text(pipe.hget(tombstones, str(task_id)))):
-                old = _tombstone(task_id, deleted)
-            return update(pipe, old, text(pipe.hget(manifest, str(task_id))))
-
-        return self._transact([manifest, states, tombstones, agreement], body)
-
-    def _point(
-        self,
-        pipe: Pipeline,
-        project: int,
-        task_id: int,
-        current: str | None,
-        version: str | None,
-        state: EntryState,
-        old: EntryState | None,
-    ) -> None:
-        """Queue: manifest -> ``version`` (or none), the superseded blobs expire (current, or
-        the stale one a failure kept), the state replacing ``old`` (counted:
-        :meth:`status_counts`)."""
-        field = str(task_id)
-        if version is None:
-            pipe.hdel(self._keys.manifest(project), field)
-        else:
-            pipe.hset(self._keys.manifest(project), field, version)
-        for superseded in {current, old.stale_version if old else None} - {version, None}:
-            pipe.expire(self._keys.blob(project, task_id, str(superseded)), self.grace_seconds)
-        self._put_state(pipe, project, state, old)
-
-    def _put_state(
-        self,
-        pipe: Pipeline,
-        project: int,
-        state: EntryState,
-        old: EntryState | None,
-        failure: Failure | None = None,
-    ) -> None:
-        """Queue: ``state`` replaces ``old`` (a tombstone is no state, and goes), counted; the
-        task's ``failure`` (given for an ``error`` only) replaces its listed one, if any."""
-        field = str(state.task_id)
-        pipe.hset(self._keys.states(project), field, encode_state(state))
-        if failure is None:
-            pipe.hdel(self._keys.failures(project), field)
-        else:
-            pipe.hset(self._keys.failures(project), field, encode_failure(failure))
-        pipe.hdel(self._keys.deleted(project), field)
-        pipe.sadd(self._keys.projects(), project)
-        before = old.status if old is not None and old.status != "deleted" else None
-        if before != state.status:
-            counts = self._keys.status_counts(project)
-            if before is not None:
-                pipe.hincrby(counts, before, -1)
-            pipe.hincrby(counts, state.status, 1)
-        queue_reindex(pipe, self._keys, project, [state.task_id])  # the review page's index
-
-
-def _deletion_time(raw: str | None) -> dt.datetime | None:
-    """A tombstone's time; ``None`` when it is unreadable (it must not block repairs)."""
-    try:
-        return _stamp(raw) if raw else None
-    except ValueError:
-        return None
-
-
-def _tombstone(task_id: int, raw: str) -> EntryState:
-    """A deleted task's stand-in state (``updated_at`` None when its time is unreadable)."""
-    deleted = _deletion_time(raw)
-    stamp = deleted.isoformat() if deleted else None
-    return EntryState(task_id, None, None, stamp, "deleted", None, "")
-
-
-def _stamp(value: str) -> dt.datetime:
-    try:
-        return parse_timestamp(value)
-    except (ValueError, AttributeError):
-        raise ValueError(f"source_updated_at {value!r} is not an ISO 8601 timestamp") from None
-
-
-def _newer(state: EntryState | None, stamp: dt.datetime) -> bool:
-    """Whether the stored state was made from a strictly newer Label Studio state."""
-    if state is None or not state.updated_at:
-        return False
-    try:
-        return parse_timestamp(state.updated_at) > stamp
-    except ValueError:
-        return False  # an unreadable stored stamp must not block repairs
