@@ -59,6 +59,9 @@ class Settings:
     queue_name: str = "ls-panoptic"
     key_prefix: str = "lsp"
     convert: ConvertOptions = field(default_factory=ConvertOptions)
+    #: scratch folder (``LS_PANOPTIC_SNAPSHOT_DIR``) of the review page's thumbnails: photos
+    #: downloaded for them go to ``review-scratch/`` in it, one temporary folder each, removed
+    #: after use. Despite the name, no snapshot is written there: the backend streams them
     snapshot_dir: Path = Path("snapshots")
     max_image_pixels: int = DEFAULT_MAX_PIXELS
     #: seconds one image's conversion may take; a slower one is that task's recorded error.
