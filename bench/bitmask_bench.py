@@ -2,8 +2,9 @@
 and OpenCV, in the same run.
 
 The masks are the scale bench's (devstack.synthetic ``_bitmask``: a 1080p RGBA PNG from Pillow,
-one soft blob, adaptive filters, so some rows need Pillow to unfilter them) plus the same alpha
-re-encoded with only Sub filters, as a browser canvas may write it (the numpy path). Each
+one soft blob, adaptive filters) plus the same alpha
+re-encoded with every row filtered Sub, or Up (as Chromium's canvas ``toDataURL`` writes it,
+tests/e2e/test_bitmask_browser.py). Each
 decoder turns base64-decoded PNG bytes into the ``uint8`` alpha plane:
 
     before   Pillow: open, convert to RGBA if needed, getchannel("A"), np.asarray (the old code)
@@ -60,15 +61,20 @@ def ours(png: bytes, height: int, width: int) -> Alpha:
     return _png_alpha(url, height, width)
 
 
-def sub_filtered(alpha: Alpha) -> bytes:
-    """RGBA (black, ``alpha``) PNG with every row Sub-filtered, deflated at zlib level 6."""
+def filtered_png(alpha: Alpha, kind: int) -> bytes:
+    """RGBA (black, ``alpha``) PNG with every row filtered Sub (``kind`` 1) or Up (2, as
+    Chromium's canvas writes them), deflated at zlib level 6."""
     height, width = alpha.shape
     rgba = np.zeros((height, width, 4), np.uint8)
     rgba[:, :, 3] = alpha
     lines = rgba.reshape(height, width * 4)
     filtered = np.empty((height, width * 4 + 1), np.uint8)
-    filtered[:, 0] = 1
-    filtered[:, 1:] = lines - np.concatenate([np.zeros((height, 4), np.uint8), lines[:, :-4]], 1)
+    filtered[:, 0] = kind
+    if kind == 1:
+        left = np.concatenate([np.zeros((height, 4), np.uint8), lines[:, :-4]], 1)
+        filtered[:, 1:] = lines - left
+    else:
+        filtered[:, 1:] = lines - np.concatenate([np.zeros((1, width * 4), np.uint8), lines[:-1]])
     header = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)
 
     def chunk(kind: bytes, body: bytes) -> bytes:
@@ -97,7 +103,10 @@ def main() -> None:
     ]
     sets = {
         "Pillow PNG (adaptive filters)": pillow_pngs,
-        "Sub-filtered PNG": [sub_filtered(before(png, height, width)) for png in pillow_pngs],
+        "Sub-filtered PNG": [filtered_png(before(png, height, width), 1) for png in pillow_pngs],
+        "Up-filtered PNG (as Chromium)": [
+            filtered_png(before(png, height, width), 2) for png in pillow_pngs
+        ],
     }
     decoders: dict[str, Callable[[bytes, int, int], Alpha]] = {
         "before (Pillow)": before,

@@ -17,7 +17,8 @@ Anything else (16-bit, palette, tRNS, interlaced, another colour type, or any ir
 as a bad CRC, a truncated or overlong stream or an unknown filter) returns ``None``: the caller
 decodes with Pillow as before, so results and error messages there are Pillow's. The output is
 identical to ``np.asarray(Image.open(png).convert("RGBA").getchannel("A"))`` (tests/unit/
-test_png_alpha.py holds it to that on Pillow's, OpenCV's and Chromium's PNGs).
+test_png_alpha.py holds it to that on Pillow's, OpenCV's and hand-filtered PNGs, tests/e2e/
+test_bitmask_browser.py on Chromium's canvas PNGs, whose rows are all filtered Up).
 """
 
 from __future__ import annotations
