@@ -48,12 +48,13 @@ def fast_alpha(png: bytes, height: int, width: int) -> npt.NDArray[np.uint8] | N
     if parsed is None or parsed[:2] != (width, height):
         return None
     bpp, stream = parsed[2:]
-    try:
-        raw = isal_zlib.decompress(stream)
+    stride = 1 + width * bpp
+    inflate = isal_zlib.decompressobj()
+    try:  # never more than one byte past the image: a stream that inflates further is refused
+        raw = inflate.decompress(stream, stride * height + 1)
     except (isal_zlib.error, ValueError):  # type: ignore[misc]  # isal stubs: error untyped
         return None
-    stride = 1 + width * bpp
-    if len(raw) != stride * height:
+    if len(raw) != stride * height or not inflate.eof:  # overlong or truncated
         return None
     rows = np.frombuffer(raw, np.uint8).reshape(height, stride)
     filters = rows[:, 0]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import io
 import struct
+import tracemalloc
 import zlib
 
 import cv2
@@ -197,6 +198,16 @@ def test_wrong_size_and_corruption_are_pillows_errors() -> None:
         [png[:8], chunk(b"IHDR", header), chunk(b"IDAT", b"not deflate"), chunk(b"IEND", b"")]
     )
     assert fast_alpha(garbage, 20, 30) is None  # sound chunks, a stream that does not inflate
+    bomb = b"".join(
+        [png[:8], chunk(b"IHDR", header), chunk(b"IDAT", zlib.compress(bytes(10**8), 9))]
+    ) + chunk(b"IEND", b"")  # 100 kB that inflate to 100 MB, for an image of 2.4 kB
+    tracemalloc.start()
+    try:
+        assert fast_alpha(bomb, 20, 30) is None  # refused after 2.4 kB: Pillow decides
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 5_000_000  # the 100 MB were never inflated
     truncated = png[: len(png) // 2]
     assert fast_alpha(truncated, 20, 30) is None
     with pytest.raises(GeometryError):
