@@ -2,7 +2,8 @@
 there are many.
 
 A resync of a big project (a first sync, a rebuild) converts thousands of listed tasks; one
-process converts a 1080p task with a bitmask in ~30 ms, most of it decoding the PNG. So a batch
+process converts a 1080p task with a bitmask in ~16 ms of CPU (a third of it decoding the
+bitmask's PNG). So a batch
 of :data:`worker.reconcile.BATCH` or more tasks goes to a pool of processes (one per CPU the
 process may use, ``forkserver``: nothing of the resync's connections is inherited; a process
 that dies fails the resync, which rq retries, instead of hanging it), started

@@ -50,6 +50,7 @@ from PIL import Image
 from rq.job import Job, JobStatus
 
 from devstack.labelstudio import LabelStudioServer
+from devstack.supervisor import log_tail
 from worker.jobqueue import SERIALIZER
 from worker.settings import Settings
 
@@ -300,6 +301,17 @@ def _job_status(rig: Rig, job_id: str) -> JobStatus | None:
     return job.get_status()
 
 
+@contextlib.contextmanager
+def _logs_on_failure(*logs: Path) -> Iterator[None]:
+    """A failure inside also shows the end of each worker's log (the processes are gone by the
+    time pytest reports, and their temporary folder soon after)."""
+    try:
+        yield
+    except pytest.fail.Exception as exc:
+        tails = [f"--- end of {log.name}:\n{log_tail(log)}" for log in logs if log.exists()]
+        pytest.fail("\n".join([str(exc), *tails]), pytrace=False)
+
+
 def test_worker_killed_mid_conversion_loses_no_accepted_event(
     open_rig: RigOpener, redis_url: str, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
@@ -325,7 +337,8 @@ def test_worker_killed_mid_conversion_loses_no_accepted_event(
         assert len(killed) >= 3, killed  # the worker, its scheduler and its work-horse
         assert _job_status(rig, job_id) == JobStatus.STARTED  # killed mid-conversion
         rig.live.assert_blobs_whole()
-        with worker_process(rig.settings, tmp_path / "worker-2.log"):
+        logs = (tmp_path / "worker-1.log", tmp_path / "worker-2.log")
+        with worker_process(rig.settings, logs[1]), _logs_on_failure(*logs):
             counts = rig.assert_accepted_processed("worker-crashed", CRASH_RECOVERY_TIMEOUT)
             print(f"(a) worker crashed ({len(killed)} processes) converting job {job_id}; a new "
                   f"worker processed every accepted event {time.monotonic() - killed_at:.0f} s "
