@@ -32,9 +32,10 @@ import numpy.typing as npt
 from isal import isal_zlib
 from PIL import Image
 
+from .png import SIGNATURE, png_file
+
 __all__ = ["fast_alpha"]
 
-_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _ALPHA_COLOUR_TYPES = {6: 4, 4: 2}  # RGBA, grey+alpha: bytes per pixel at 8 bits; alpha last
 _LAST_FILTER = 4  # Paeth
 _REFUSED_ANCILLARY = frozenset({b"tRNS"})  # not valid with an alpha channel: Pillow decides
@@ -68,9 +69,9 @@ def fast_alpha(png: bytes, height: int, width: int) -> npt.NDArray[np.uint8] | N
 
 def _parse(png: bytes) -> tuple[int, int, int, bytes] | None:
     """``(width, height, bytes per pixel, IDAT stream)`` when ``png`` is one this module decodes."""
-    if not png.startswith(_SIGNATURE):
+    if not png.startswith(SIGNATURE):
         return None
-    view, position, header = memoryview(png), len(_SIGNATURE), None
+    view, position, header = memoryview(png), len(SIGNATURE), None
     data: list[memoryview] = []
     previous = b""
     while position + 12 <= len(png):
@@ -115,16 +116,9 @@ def _unfilter_with_pillow(
     rows = np.empty((height, width + 1), np.uint8)
     rows[:, 0] = filters
     rows[:, 1:] = filtered
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    png = b"".join(
-        (_SIGNATURE, _chunk(b"IHDR", header), _chunk(b"IDAT", zlib.compress(rows.tobytes(), 0)))
-    ) + _chunk(b"IEND", b"")
+    png = png_file(width, height, 0, zlib.compress(rows.tobytes(), 0))  # 0: grey, stored
     try:
         with Image.open(io.BytesIO(png), formats=["PNG"]) as image:
             return np.asarray(image, dtype=np.uint8)
     except (OSError, SyntaxError, ValueError, EOFError):
         return None
-
-
-def _chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))

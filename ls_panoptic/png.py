@@ -20,10 +20,11 @@ import numpy as np
 import numpy.typing as npt
 from isal import isal_zlib
 
-__all__ = ["rgb_png"]
+__all__ = ["SIGNATURE", "png_file", "rgb_png"]
 
 _ROWS = 64  # scanlines per chunk: 750 KB at 4000 pixels wide
-_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: the eight bytes every PNG file starts with
+SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 #: fills ``pixels`` (``(rows, width, 3)``, zero on entry only the first time: write every
 #: channel you use on every call) with rows ``top .. top + rows`` of the image
@@ -33,6 +34,15 @@ Fill = Callable[[int, npt.NDArray[np.uint8]], None]
 def _chunk(tag: bytes, data: bytes) -> bytes:
     crc = zlib.crc32(data, zlib.crc32(tag))
     return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", crc)
+
+
+def png_file(width: int, height: int, colour_type: int, idat: bytes) -> bytes:
+    """A whole 8-bit, non-interlaced PNG file: signature, IHDR, one IDAT of ``idat`` (the zlib
+    stream of the scanlines) and IEND."""
+    header = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
+    return b"".join(
+        [SIGNATURE, _chunk(b"IHDR", header), _chunk(b"IDAT", idat), _chunk(b"IEND", b"")]
+    )
 
 
 def rgb_png(height: int, width: int, fill: Fill, rows: int = _ROWS) -> bytes:
@@ -46,8 +56,4 @@ def rgb_png(height: int, width: int, fill: Fill, rows: int = _ROWS) -> bytes:
         fill(top, chunk[:, 1:].reshape(len(chunk), width, 3))
         parts.append(deflate.compress(chunk.data))
     parts.append(deflate.flush())
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit truecolour
-    return b"".join(
-        [_SIGNATURE, _chunk(b"IHDR", header), _chunk(b"IDAT", b"".join(parts)),
-         _chunk(b"IEND", b"")]
-    )  # fmt: skip
+    return png_file(width, height, 2, b"".join(parts))  # 2: truecolour

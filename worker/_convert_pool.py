@@ -16,11 +16,11 @@ returns at once: the resync lists the next page while the pool converts.
 from __future__ import annotations
 
 import multiprocessing
-import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
+from ls_panoptic.batch_pool import default_jobs
 from ls_panoptic.compose import Scratch
 from ls_panoptic.labels import LabelSet
 from ls_panoptic.model import ConvertOptions, Task
@@ -58,12 +58,12 @@ class Converter:
 
     def submit(self, items: list[tuple[Task, str]]) -> Callable[[], list[TaskWrite | None]]:
         """Start converting ``items``; returns the function that waits for their writes."""
-        if self._pool_from is None or len(items) < self._pool_from or _processes() < 2:
+        if self._pool_from is None or len(items) < self._pool_from or default_jobs() < 2:
             done = [_convert(item) for item in items]
             return lambda: done
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
-                _processes(), mp_context=multiprocessing.get_context("forkserver"),
+                default_jobs(), mp_context=multiprocessing.get_context("forkserver"),
                 initializer=_start, initargs=self._args,
             )  # fmt: skip
         pending = self._pool.map(_convert, items, chunksize=CHUNK)  # a broken pool raises
@@ -79,10 +79,6 @@ class Converter:
 
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
-
-
-def _processes() -> int:
-    return len(os.sched_getaffinity(0))
 
 
 def _start(options: ConvertOptions, project: int, labels: LabelSet, digest: str) -> None:
